@@ -1,0 +1,168 @@
+// Command chatroom is a real-time web chat: server-rendered pages, messages
+// through Redis, delivered to browsers over Server-Sent Events.
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"runtime"
+	"syscall"
+	"time"
+
+	"github.com/go-redis/redis_rate/v10"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args, os.Getenv, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "chatroom:", err)
+		os.Exit(1)
+	}
+}
+
+// run is the whole program: it returns when ctx ends (after a graceful
+// shutdown) or when the server cannot start.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	cfg, err := parseConfig(args, getenv, stdout)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.logLevel)); err != nil {
+		return fmt.Errorf("-log-level: %w", err)
+	}
+	log := slog.New(slog.NewTextHandler(stdout, &slog.HandlerOptions{Level: level}))
+
+	rc, err := openRedis(ctx, cfg.redisURL, log)
+	if err != nil {
+		return err
+	}
+	defer rc.close()
+
+	secrets, shared, err := sessionSecrets(ctx, rc.client, cfg.secrets())
+	if err != nil {
+		return err
+	}
+	proxies, _ := parseProxies(cfg.trustedProxies) // validated in parseConfig
+	pages, err := parsePages()
+	if err != nil {
+		return fmt.Errorf("templates: %w", err)
+	}
+	h := newHub(hubConfig{
+		bufferSize:        cfg.streamBuffer,
+		maxStreams:        cfg.maxStreams,
+		streamsPerSession: cfg.perSession,
+		heartbeat:         cfg.heartbeat,
+		writeTimeout:      cfg.writeTimeout,
+		writers:           max(4, 2*runtime.GOMAXPROCS(0)),
+	}, log)
+	b := newBroker(rc.client, h, brokerConfig{
+		historyLen:    cfg.historyLen,
+		sharded:       rc.sharded,
+		waitReplicas:  cfg.waitReplicas,
+		waitTimeout:   cfg.waitTimeout,
+		probeInterval: cfg.probeInterval,
+		probeTimeout:  cfg.probeTimeout,
+		opTimeout:     3 * time.Second,
+	}, log)
+	handler := newServer(deps{
+		log:         log,
+		pages:       pages,
+		sessions:    newSessionStore(secrets, cfg.sessionMaxAge, cfg.secureCookies, proxies),
+		broker:      b,
+		hub:         h,
+		rdb:         rc.client,
+		limiter:     redis_rate.NewLimiter(rc.client),
+		limits:      limits{postsPerSec: cfg.ratePosts, postBurst: cfg.rateBurst, loginsPerMin: cfg.rateLogins, passwordPerMin: cfg.ratePasswords},
+		maxMessage:  cfg.maxMessage,
+		pageHistory: cfg.pageHistory,
+		stream: streamConfig{
+			retry:        2 * time.Second,
+			takeover:     cfg.streamMode == "takeover",
+			replayMax:    cfg.historyLen,
+			writeTimeout: cfg.writeTimeout,
+		},
+	})
+
+	ln, err := net.Listen("tcp", cfg.addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.addr, err)
+	}
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second, // streams clear it; see serveGoroutine
+		WriteTimeout:      30 * time.Second, // streams use per-write deadlines instead
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    32 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetHTTP2(true)
+	protocols.SetUnencryptedHTTP2(cfg.h2c)
+	srv.Protocols = &protocols
+
+	brokerCtx, stopBroker := context.WithCancel(context.WithoutCancel(ctx))
+	brokerDone := make(chan struct{})
+	go func() { defer close(brokerDone); b.Run(brokerCtx) }()
+
+	scheme := "http"
+	if cfg.tlsCert != "" {
+		scheme = "https"
+	}
+	log.Info("chat is ready", "url", scheme+"://"+ln.Addr().String(), "redis", rc.kind, "redis_url", redactURL(cfg.redisURL),
+		"session_secret", map[bool]string{true: "shared through redis", false: fmt.Sprintf("%d configured", len(secrets))}[shared],
+		"history", cfg.historyLen, "stream_mode", cfg.streamMode, "max_streams", cfg.maxStreams,
+		"rate_posts", cfg.ratePosts, "wait_replicas", cfg.waitReplicas)
+
+	serveErr := make(chan error, 1)
+	go func() {
+		if cfg.tlsCert != "" {
+			srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+			serveErr <- srv.ServeTLS(ln, cfg.tlsCert, cfg.tlsKey)
+		} else {
+			serveErr <- srv.Serve(ln)
+		}
+	}()
+
+	select {
+	case err := <-serveErr:
+		stopBroker()
+		<-brokerDone
+		h.shutdown(context.Background())
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+
+	log.Info("shutting down: ending streams, finishing requests")
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
+	defer cancel()
+	streamsDone := make(chan struct{})
+	srv.RegisterOnShutdown(func() { h.shutdown(sctx); close(streamsDone) })
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Warn("graceful shutdown incomplete", "err", err)
+		srv.Close()
+	}
+	<-streamsDone
+	stopBroker()
+	<-brokerDone
+	if err := <-serveErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}

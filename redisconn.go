@@ -1,0 +1,123 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+)
+
+// redisConn is an open connection to the Redis deployment.
+type redisConn struct {
+	client  redis.UniversalClient
+	sharded bool   // a cluster: use sharded pub/sub
+	kind    string // for the log: embedded, single, sentinel, cluster
+	close   func()
+}
+
+// openRedis connects to url, or starts an embedded Redis when url is empty.
+// It fails with a one-line error when Redis cannot be reached.
+func openRedis(ctx context.Context, rawURL string, log *slog.Logger) (*redisConn, error) {
+	var rc *redisConn
+	if rawURL == "" {
+		m := miniredis.NewMiniRedis()
+		if err := m.StartAddr("127.0.0.1:0"); err != nil {
+			return nil, fmt.Errorf("start embedded redis: %w", err)
+		}
+		log.Info("REDIS_URL not set: using an embedded in-memory Redis (messages are lost when the server stops; set REDIS_URL or -redis for a real one)", "addr", m.Addr())
+		c := redis.NewClient(&redis.Options{Addr: m.Addr()})
+		rc = &redisConn{client: c, kind: "embedded", close: func() { c.Close(); m.Close() }}
+	} else {
+		c, sharded, kind, err := newRedisClient(rawURL)
+		if err != nil {
+			return nil, fmt.Errorf("redis URL %s: %w", redactURL(rawURL), err)
+		}
+		rc = &redisConn{client: c, sharded: sharded, kind: kind, close: func() { c.Close() }}
+	}
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := rc.client.Ping(pctx).Err(); err != nil {
+		rc.close()
+		return nil, fmt.Errorf("cannot reach Redis at %s: %v", redactURL(rawURL), err)
+	}
+	return rc, nil
+}
+
+// newRedisClient builds a client for any supported URL form:
+//
+//	redis://[user:pass@]host:port[/db]   rediss:// for TLS
+//	unix://[user:pass@]/path/to/redis.sock[?db=N]
+//	redis+sentinel://[user:pass@]host:port[,host:port...]/master[/db]
+//	redis+cluster://[user:pass@]host:port[,host:port...]
+//
+// (rediss+sentinel and rediss+cluster use TLS.) Every form becomes a
+// go-redis UniversalClient, so the rest of the server cannot tell them apart.
+func newRedisClient(raw string) (c redis.UniversalClient, sharded bool, kind string, err error) {
+	scheme, _, _ := strings.Cut(raw, "://")
+	switch scheme {
+	case "redis", "rediss", "unix":
+		o, err := redis.ParseURL(raw)
+		if err != nil {
+			return nil, false, "", err
+		}
+		return redis.NewClient(o), false, "single", nil
+	case "redis+sentinel", "rediss+sentinel", "redis+cluster", "rediss+cluster":
+	default:
+		return nil, false, "", fmt.Errorf("unsupported scheme %q", scheme)
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, false, "", err
+	}
+	addrs := strings.Split(u.Host, ",")
+	for _, a := range addrs {
+		if !strings.Contains(a, ":") {
+			return nil, false, "", fmt.Errorf("address %q needs a port", a)
+		}
+	}
+	user := u.User.Username()
+	pass, _ := u.User.Password()
+	var tlsCfg *tls.Config
+	if strings.HasPrefix(scheme, "rediss") {
+		host, _, _ := strings.Cut(addrs[0], ":")
+		tlsCfg = &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
+	}
+	if strings.HasSuffix(scheme, "+cluster") {
+		return redis.NewClusterClient(&redis.ClusterOptions{
+			Addrs: addrs, Username: user, Password: pass, TLSConfig: tlsCfg,
+		}), true, "cluster", nil
+	}
+	parts := strings.FieldsFunc(u.Path, func(r rune) bool { return r == '/' })
+	if len(parts) == 0 || len(parts) > 2 {
+		return nil, false, "", fmt.Errorf("sentinel URL path must be /master-name[/db]")
+	}
+	db := 0
+	if len(parts) == 2 {
+		if db, err = strconv.Atoi(parts[1]); err != nil {
+			return nil, false, "", fmt.Errorf("bad database number %q", parts[1])
+		}
+	}
+	return redis.NewFailoverClient(&redis.FailoverOptions{
+		MasterName: parts[0], SentinelAddrs: addrs, Username: user, Password: pass,
+		SentinelPassword: pass, DB: db, TLSConfig: tlsCfg,
+	}), false, "sentinel", nil
+}
+
+// redactURL hides a password in a Redis URL, for logs and errors.
+func redactURL(raw string) string {
+	if raw == "" {
+		return "(embedded)"
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return u.Redacted()
+}
