@@ -1,0 +1,404 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// testServer is a chat server started through run, in this process.
+type testServer struct {
+	URL  string
+	logs *logBuffer
+	stop func() // graceful shutdown; waits for run to return
+}
+
+// startServer runs the chat server on a free loopback port against redisURL
+// and waits until /readyz says delivery works. Extra flags override the
+// test defaults. The server is shut down at cleanup.
+func startServer(t testing.TB, redisURL string, extra ...string) *testServer {
+	t.Helper()
+	logs := newLogBuffer()
+	args := append([]string{"chatroom", "-addr", "127.0.0.1:0", "-redis", redisURL,
+		"-rate-logins", "0", "-probe-interval", "200ms", "-probe-timeout", "1s",
+		"-shutdown-timeout", "5s", "-log-level", "debug"}, extra...)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, args, func(string) string { return "" }, logs) }()
+	var base string
+	select {
+	case base = <-logs.url:
+	case err := <-done:
+		cancel()
+		t.Fatalf("server did not start: %v\n%s", err, logs)
+	case <-time.After(15 * time.Second):
+		cancel()
+		t.Fatalf("server did not log its URL in time\n%s", logs)
+	}
+	var once sync.Once
+	ts := &testServer{URL: base, logs: logs}
+	ts.stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("run returned %v", err)
+				}
+			case <-time.After(15 * time.Second):
+				t.Errorf("server did not stop within 15 s\n%s", logs)
+			}
+		})
+	}
+	t.Cleanup(ts.stop)
+	waitReady(t, base)
+	return ts
+}
+
+// waitReady polls /readyz until it answers 200.
+func waitReady(t testing.TB, base string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Get(base + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s/readyz not ready within 20 s (last: %v)", base, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// logBuffer collects a server's log and reports the URL it listens on.
+type logBuffer struct {
+	mu   sync.Mutex // guards b and sent
+	b    strings.Builder
+	url  chan string
+	sent bool
+}
+
+var readyLine = regexp.MustCompile(`msg="chat is ready" url=(\S+)`)
+
+func newLogBuffer() *logBuffer { return &logBuffer{url: make(chan string, 1)} }
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.b.Write(p)
+	if !l.sent {
+		if m := readyLine.FindStringSubmatch(l.b.String()); m != nil {
+			l.sent = true
+			l.url <- m[1]
+		}
+	}
+	return len(p), nil
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// chatClient is one user's HTTP client, with its own cookie jar.
+type chatClient struct {
+	t    testing.TB
+	base string
+	hc   *http.Client
+}
+
+// newClient returns a client of base that does not follow redirects (so
+// tests see the 303s) and is not logged in.
+func newClient(t testing.TB, base string) *chatClient {
+	jar, _ := cookiejar.New(nil)
+	return &chatClient{t: t, base: base, hc: &http.Client{
+		Jar:     jar,
+		Timeout: 30 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		},
+	}}
+}
+
+// login logs in as name and fails the test unless it succeeds.
+func login(t testing.TB, base, name string) *chatClient {
+	t.Helper()
+	c := newClient(t, base)
+	resp := c.postForm("/login", url.Values{"user": {name}})
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("login %q: status %d: %s", name, resp.StatusCode, resp.body)
+	}
+	return c
+}
+
+// withBase returns a client sharing c's cookies but talking to another instance.
+func (c *chatClient) withBase(base string) *chatClient {
+	u, _ := url.Parse(c.base)
+	u2, _ := url.Parse(base)
+	for _, ck := range c.hc.Jar.Cookies(u) {
+		c.hc.Jar.SetCookies(u2, []*http.Cookie{ck})
+	}
+	return &chatClient{t: c.t, base: base, hc: c.hc}
+}
+
+type response struct {
+	*http.Response
+	body string
+}
+
+func (c *chatClient) do(req *http.Request) response {
+	c.t.Helper()
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		c.t.Fatalf("%s %s: %v", req.Method, req.URL, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return response{resp, string(b)}
+}
+
+func (c *chatClient) get(path string) response {
+	c.t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, c.base+path, nil)
+	return c.do(req)
+}
+
+func (c *chatClient) postForm(path string, v url.Values) response {
+	c.t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, c.base+path, strings.NewReader(v.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	return c.do(req)
+}
+
+// post sends a message and fails the test unless it gets 204.
+func (c *chatClient) post(text string) {
+	c.t.Helper()
+	resp := c.postForm("/post", url.Values{"message": {text}})
+	if resp.StatusCode != http.StatusNoContent {
+		c.t.Fatalf("post %q: status %d: %s", text, resp.StatusCode, resp.body)
+	}
+}
+
+// sseEvent is one parsed Server-Sent Event.
+type sseEvent struct {
+	ID, Event, Data string
+}
+
+// sseStream is an open /stream, parsed in a goroutine.
+type sseStream struct {
+	Events chan sseEvent // closed when the stream ends
+	resp   *http.Response
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// openStream opens /stream with an optional Last-Event-ID header (and
+// optional raw query) and waits for the response headers.
+func (c *chatClient) openStream(lastEventID, query string) *sseStream {
+	c.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	u := c.base + "/stream"
+	if query != "" {
+		u += "?" + query
+	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if lastEventID != "" {
+		req.Header.Set("Last-Event-ID", lastEventID)
+	}
+	hc := *c.hc
+	hc.Timeout = 0
+	resp, err := hc.Do(req)
+	if err != nil {
+		cancel()
+		c.t.Fatalf("open stream: %v", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		cancel()
+		c.t.Fatalf("open stream: status %d: %s", resp.StatusCode, b)
+	}
+	s := &sseStream{Events: make(chan sseEvent, 100000), resp: resp, cancel: cancel, done: make(chan struct{})}
+	go s.read()
+	c.t.Cleanup(s.Close)
+	return s
+}
+
+func (s *sseStream) read() {
+	defer close(s.done)
+	defer close(s.Events)
+	sc := bufio.NewScanner(s.resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	var ev sseEvent
+	var data []string
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case line == "":
+			if data != nil {
+				ev.Data = strings.Join(data, "\n")
+				s.Events <- ev
+			}
+			ev, data = sseEvent{}, nil
+		case strings.HasPrefix(line, ":"), strings.HasPrefix(line, "retry:"):
+		case strings.HasPrefix(line, "id: "):
+			ev.ID = line[4:]
+		case strings.HasPrefix(line, "event: "):
+			ev.Event = line[7:]
+		case strings.HasPrefix(line, "data: "):
+			data = append(data, line[6:])
+		}
+	}
+}
+
+// Close ends the stream from the client side and waits for the reader.
+func (s *sseStream) Close() {
+	s.cancel()
+	s.resp.Body.Close()
+	<-s.done
+}
+
+// next returns the next event of the given type (others are skipped), or
+// fails the test after timeout.
+func (s *sseStream) next(t testing.TB, eventType string, timeout time.Duration) sseEvent {
+	t.Helper()
+	deadline := time.After(timeout)
+	for {
+		select {
+		case ev, ok := <-s.Events:
+			if !ok {
+				t.Fatalf("stream ended while waiting for a %q event", eventType)
+			}
+			if ev.Event == eventType {
+				return ev
+			}
+		case <-deadline:
+			t.Fatalf("no %q event within %v", eventType, timeout)
+		}
+	}
+}
+
+// collectMessages reads chat messages until n arrived or timeout, returning
+// their texts in arrival order.
+func (s *sseStream) collectMessages(t testing.TB, n int, timeout time.Duration) []Message {
+	t.Helper()
+	var got []Message
+	deadline := time.After(timeout)
+	for len(got) < n {
+		select {
+		case ev, ok := <-s.Events:
+			if !ok {
+				return got
+			}
+			if ev.Event != "message" {
+				continue
+			}
+			m, err := decodeMessage(ev.ID, []byte(ev.Data))
+			if err != nil {
+				t.Fatalf("bad message event %+v: %v", ev, err)
+			}
+			got = append(got, m)
+		case <-deadline:
+			return got
+		}
+	}
+	return got
+}
+
+// buildBinary builds the server once per test binary run, for tests that
+// need a real process to SIGTERM or SIGKILL.
+var buildBinary = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "chatroom-bin-")
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "chatroom")
+	out, err := exec.Command("go", "build", "-race", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	return bin, nil
+})
+
+// serverProcess is the chat server running as a child process.
+type serverProcess struct {
+	URL  string
+	cmd  *exec.Cmd
+	logs *logBuffer
+	done chan error
+}
+
+// startProcess starts the server binary on addr ("127.0.0.1:0" for any
+// port) and waits until it is ready.
+func startProcess(t testing.TB, redisURL, addr string, extra ...string) *serverProcess {
+	t.Helper()
+	bin, err := buildBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := newLogBuffer()
+	args := append([]string{"-addr", addr, "-redis", redisURL, "-rate-logins", "0",
+		"-probe-interval", "200ms", "-probe-timeout", "1s", "-shutdown-timeout", "5s"}, extra...)
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout = logs
+	cmd.Stderr = logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &serverProcess{cmd: cmd, logs: logs, done: make(chan error, 1)}
+	go func() { p.done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-p.done
+		p.done <- errors.New("already waited")
+	})
+	select {
+	case p.URL = <-logs.url:
+	case err := <-p.done:
+		t.Fatalf("server process exited: %v\n%s", err, logs)
+	case <-time.After(60 * time.Second):
+		t.Fatalf("server process did not start\n%s", logs)
+	}
+	waitReady(t, p.URL)
+	return p
+}
+
+// signal sends sig and, for SIGTERM, waits for a clean exit.
+func (p *serverProcess) terminate(t testing.TB, timeout time.Duration) {
+	t.Helper()
+	p.cmd.Process.Signal(os.Interrupt)
+	select {
+	case err := <-p.done:
+		p.done <- err
+		if err != nil {
+			t.Fatalf("server exited with %v\n%s", err, p.logs)
+		}
+	case <-time.After(timeout):
+		t.Fatalf("server did not exit within %v of SIGINT\n%s", timeout, p.logs)
+	}
+}
+
+// kill sends SIGKILL and waits for the process to be gone.
+func (p *serverProcess) kill() {
+	p.cmd.Process.Kill()
+	err := <-p.done
+	p.done <- err
+}
