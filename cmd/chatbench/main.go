@@ -1,0 +1,381 @@
+// Command chatbench is the chat server's load generator.
+//
+// It starts a redis-server and K instances of the chat server (or uses the
+// given ones), logs users in over HTTP, opens N server-sent-event streams,
+// posts M messages at a fixed rate R (open loop), and measures for every
+// (subscriber, message) pair the POST→receive latency, plus loss,
+// duplicates, order, throughput, server CPU per delivery and server memory
+// per connected subscriber (from /proc).
+//
+//	go run ./cmd/chatbench -scenario large -runs 3 -json bench.json
+//	go run ./cmd/chatbench -smoke
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"os/signal"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout)
+	stop()
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "chatbench:", err)
+		os.Exit(1)
+	}
+}
+
+// scenario is one named load shape.
+type scenario struct {
+	Name      string
+	Subs      int
+	Rate      float64 // messages per second; 0 = idle (memory only)
+	Instances int
+	Desc      string
+}
+
+// scenarios are the fixed scenarios, in the order "all" runs them.
+var scenarios = []scenario{
+	{"small", 10, 50, 1, "10 subscribers × 50 msg/s"},
+	{"medium", 100, 100, 1, "100 subscribers × 100 msg/s"},
+	{"large", 1000, 100, 1, "1,000 subscribers × 100 msg/s"},
+	{"huge", 10000, 2, 1, "10,000 subscribers × 2 msg/s"},
+	{"idle", 10000, 0, 1, "10,000 subscribers connected, no messages (memory)"},
+	{"multi", 1000, 100, 3, "3 instances sharing one Redis, 1,000 subscribers spread over them × 100 msg/s"},
+}
+
+// config is the parsed command line.
+type config struct {
+	scenarios      []scenario
+	duration       time.Duration
+	smoke          bool
+	check          bool
+	runs           int
+	jsonPath       string
+	taskset        bool
+	redisURL       string
+	targets        []string
+	serverBin      string
+	root           string
+	serverArgs     []string
+	subs           int
+	rate           float64
+	instances      int
+	senders        int
+	subUsers       int
+	deadline       time.Duration
+	drain          time.Duration
+	connectTimeout time.Duration
+	postTimeout    time.Duration
+	settle         time.Duration
+	connectConc    int
+	loginConc      int
+	maxInflight    int
+	maxReconnects  int
+	readBuf        int
+	logDir         string
+	quiet          bool
+}
+
+// Bounds on flag values: every loop of the bench is bounded by them.
+const (
+	maxSubs     = 100_000
+	maxRate     = 100_000
+	maxMsgs     = 10_000_000
+	maxRuns     = 20
+	maxDuration = time.Hour
+)
+
+func parseFlags(args []string, stdout io.Writer) (*config, error) {
+	fs := flag.NewFlagSet("chatbench", flag.ContinueOnError)
+	fs.SetOutput(stdout)
+	c := &config{}
+	var scen, targets, serverArgs string
+	fs.StringVar(&scen, "scenario", "small", "scenarios to run: a comma list of small, medium, large, huge, idle, multi, or all")
+	fs.DurationVar(&c.duration, "duration", 10*time.Second, "sending time per scenario (messages M = rate × duration)")
+	fs.BoolVar(&c.smoke, "smoke", false, "smoke test: the small scenario for 2s (unless -duration is given), fail (exit 1) on any loss, duplicate, order error or failed POST; no timing assertions")
+	fs.BoolVar(&c.check, "check", false, "like -smoke's assertions, for any scenario: exit 1 on loss, duplicates, order errors or failed POSTs")
+	fs.IntVar(&c.runs, "runs", 1, "runs of each scenario (fresh processes each time); with more than one, a median row per scenario (error counts: worst run)")
+	fs.StringVar(&c.jsonPath, "json", "", "write all results as JSON to this file")
+	fs.BoolVar(&c.taskset, "taskset", false, "pin redis-server and the chat servers to CPU 0 (taskset) and the generator to CPU 1 (sched_setaffinity)")
+	fs.StringVar(&c.redisURL, "redis", "", "use this Redis (loopback redis://, rediss:// or unix://) instead of starting a redis-server per run")
+	fs.StringVar(&targets, "target", "", "comma list of running chat servers (loopback http://host:port) to load instead of starting them; subscribers and senders are spread over them")
+	fs.StringVar(&c.serverBin, "server-bin", "", "prebuilt chat server binary (default: go build of the module root into a temp dir)")
+	fs.StringVar(&c.root, "root", "", "module root of the chat server to build (default: found by walking up from the current directory)")
+	fs.StringVar(&serverArgs, "server-args", "", "extra space-separated flags for each started server, after -addr -redis -rate-posts 0 -max-streams 20000 -streams-per-session 0")
+	fs.IntVar(&c.subs, "subs", 0, "override the scenario's subscriber count N")
+	fs.Float64Var(&c.rate, "rate", -1, "override the scenario's message rate R per second (0: idle; -1: the scenario's own)")
+	fs.IntVar(&c.instances, "instances", 0, "override the scenario's server instance count K (ignored with -target)")
+	fs.IntVar(&c.senders, "senders", 10, "sender users S; message i is posted by sender i mod S (each sender on instance s mod K)")
+	fs.IntVar(&c.subUsers, "sub-users", 100, "distinct users the subscribers log in as (rounded up to a multiple of the instance count; subscriber j uses user j mod U)")
+	fs.DurationVar(&c.deadline, "deadline", 5*time.Minute, "hard time limit for one run of one scenario")
+	fs.DurationVar(&c.drain, "drain", 10*time.Second, "after the last POST is answered, wait at most this long for deliveries to finish")
+	fs.DurationVar(&c.connectTimeout, "connect-timeout", 60*time.Second, "time allowed for all subscribers to connect (first retry: line read)")
+	fs.DurationVar(&c.postTimeout, "post-timeout", 10*time.Second, "timeout of one POST /post")
+	fs.DurationVar(&c.settle, "settle", time.Second, "pause after all subscribers connected, before measuring RSS and sending")
+	fs.IntVar(&c.connectConc, "connect-concurrency", 128, "subscribers connecting at the same time")
+	fs.IntVar(&c.loginConc, "login-concurrency", 32, "logins in flight at the same time")
+	fs.IntVar(&c.maxInflight, "max-inflight", 4096, "POSTs in flight at most; when reached the sender waits (reported as send lag)")
+	fs.IntVar(&c.maxReconnects, "max-reconnects", 10, "reconnects (with last_event_id) allowed per subscriber")
+	fs.IntVar(&c.readBuf, "read-buffer", 2048, "bytes of each subscriber's read buffer")
+	fs.StringVar(&c.logDir, "logdir", "", "keep redis and server logs in this directory (default: a temp dir, removed at exit)")
+	fs.BoolVar(&c.quiet, "q", false, "no progress messages on stderr")
+	fs.Usage = func() {
+		fmt.Fprintf(stdout, "Usage: chatbench [flags]\n\nLoad generator for the chat server. Scenarios:\n")
+		for _, s := range scenarios {
+			fmt.Fprintf(stdout, "  %-7s %s\n", s.Name, s.Desc)
+		}
+		fmt.Fprintf(stdout, "\nOutput: one table row per run (and a median row per scenario with -runs > 1):\n"+
+			"  loss/dups/order are (subscriber, message) pairs; p50..max: POST start → event read;\n"+
+			"  deliv/s: deliveries / (first POST → last delivery); srv/redis/gen µs/dl: CPU time of the\n"+
+			"  servers, redis-server and the generator per delivery; RSS KiB/sub: server RSS growth\n"+
+			"  from before the subscribers connected to after, per subscriber.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	durationSet := false
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "duration" {
+			durationSet = true
+		}
+	})
+	if c.smoke {
+		c.check = true
+		if !durationSet {
+			c.duration = 2 * time.Second
+		}
+		if scen == "small" || scen == "" {
+			scen = "small"
+		}
+	}
+	for _, name := range strings.Split(scen, ",") {
+		name = strings.TrimSpace(name)
+		if name == "all" {
+			c.scenarios = append(c.scenarios, scenarios...)
+			continue
+		}
+		found := false
+		for _, s := range scenarios {
+			if s.Name == name {
+				c.scenarios = append(c.scenarios, s)
+				found = true
+			}
+		}
+		if !found {
+			return nil, fmt.Errorf("unknown scenario %q (want small, medium, large, huge, idle, multi or all)", name)
+		}
+	}
+	if targets != "" {
+		for _, t := range strings.Split(targets, ",") {
+			u, err := checkTarget(strings.TrimSpace(t))
+			if err != nil {
+				return nil, err
+			}
+			c.targets = append(c.targets, u)
+		}
+	}
+	if c.redisURL != "" {
+		if _, err := checkRedisURL(c.redisURL); err != nil {
+			return nil, err
+		}
+	}
+	c.serverArgs = strings.Fields(serverArgs)
+	switch {
+	case c.duration <= 0 || c.duration > maxDuration:
+		return nil, fmt.Errorf("-duration must be in (0, %v]", maxDuration)
+	case c.runs < 1 || c.runs > maxRuns:
+		return nil, fmt.Errorf("-runs must be in [1, %d]", maxRuns)
+	case c.subs < 0 || c.subs > maxSubs:
+		return nil, fmt.Errorf("-subs must be in [0, %d]", maxSubs)
+	case c.rate > maxRate || (c.rate < 0 && c.rate != -1):
+		return nil, fmt.Errorf("-rate must be in [0, %d]", maxRate)
+	case c.instances < 0 || c.instances > 64:
+		return nil, errors.New("-instances must be in [0, 64]")
+	case c.senders < 1 || c.senders > 10000:
+		return nil, errors.New("-senders must be in [1, 10000]")
+	case c.subUsers < 1 || c.subUsers > maxSubs:
+		return nil, fmt.Errorf("-sub-users must be in [1, %d]", maxSubs)
+	case c.deadline <= 0 || c.drain < 0 || c.connectTimeout <= 0 || c.postTimeout <= 0 || c.settle < 0:
+		return nil, errors.New("-deadline, -connect-timeout and -post-timeout must be positive, -drain and -settle not negative")
+	case c.connectConc < 1 || c.loginConc < 1 || c.maxInflight < 1 || c.maxReconnects < 0:
+		return nil, errors.New("concurrency limits must be at least 1, -max-reconnects at least 0")
+	case c.readBuf < 256 || c.readBuf > 1<<20:
+		return nil, errors.New("-read-buffer must be in [256, 1MiB]")
+	}
+	if c.taskset && runtime.NumCPU() < 2 {
+		return nil, errors.New("-taskset needs at least 2 CPUs")
+	}
+	return c, nil
+}
+
+// shape applies the overrides to a scenario.
+func (c *config) shape(s scenario) scenario {
+	if c.subs > 0 {
+		s.Subs = c.subs
+	}
+	if c.rate >= 0 {
+		s.Rate = c.rate
+	}
+	if c.instances > 0 {
+		s.Instances = c.instances
+	}
+	if len(c.targets) > 0 {
+		s.Instances = len(c.targets)
+	}
+	return s
+}
+
+// msgs is M for a scenario: rate × duration, rounded.
+func (c *config) msgs(s scenario) int {
+	return int(math.Round(s.Rate * c.duration.Seconds()))
+}
+
+// report is what -json writes.
+type report struct {
+	Started   time.Time   `json:"started"`
+	GoVersion string      `json:"go_version"`
+	NumCPU    int         `json:"num_cpu"`
+	Taskset   bool        `json:"taskset"`
+	Duration  string      `json:"duration"`
+	Runs      int         `json:"runs"`
+	Results   []*result   `json:"results"`
+	Medians   []*result   `json:"medians,omitempty"`
+	Errors    []string    `json:"errors,omitempty"`
+	Scenarios []scenarioJ `json:"scenarios"`
+}
+
+type scenarioJ struct {
+	Name      string  `json:"name"`
+	Subs      int     `json:"subs"`
+	Rate      float64 `json:"rate"`
+	Instances int     `json:"instances"`
+	Msgs      int     `json:"msgs"`
+}
+
+// run is the whole command: it parses args, runs every scenario, prints
+// the table on stdout (progress on stderr) and returns an error for bad
+// flags, a failed run, or (with -check/-smoke) a failed assertion.
+func run(ctx context.Context, args []string, stdout io.Writer) error {
+	cfg, err := parseFlags(args, stdout)
+	if err != nil {
+		return err
+	}
+	logw := io.Writer(os.Stderr)
+	if cfg.quiet {
+		logw = io.Discard
+	}
+	logf := func(format string, a ...any) {
+		fmt.Fprintf(logw, "chatbench: "+format+"\n", a...)
+	}
+
+	limit, err := raiseNoFile()
+	if err != nil {
+		logf("cannot raise RLIMIT_NOFILE: %v", err)
+	}
+	if cfg.taskset {
+		restore, err := pinSelf(1)
+		if err != nil {
+			return fmt.Errorf("pin generator to CPU 1: %w", err)
+		}
+		defer restore()
+		logf("generator pinned to CPU 1, servers and redis to CPU 0")
+	}
+
+	b, err := newBench(cfg, logf)
+	if err != nil {
+		return err
+	}
+	defer b.close()
+
+	rep := &report{Started: time.Now(), GoVersion: runtime.Version(), NumCPU: runtime.NumCPU(),
+		Taskset: cfg.taskset, Duration: cfg.duration.String(), Runs: cfg.runs}
+	var medians []*result
+	var problems []string
+	for _, s0 := range cfg.scenarios {
+		s := cfg.shape(s0)
+		rep.Scenarios = append(rep.Scenarios, scenarioJ{s.Name, s.Subs, s.Rate, s.Instances, cfg.msgs(s)})
+		if need := uint64(s.Subs) + 256; limit > 0 && need > limit {
+			logf("warning: %s needs about %d file descriptors, RLIMIT_NOFILE is %d", s.Name, need, limit)
+		}
+		var runs []*result
+		for i := 1; i <= cfg.runs; i++ {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			logf("scenario %s run %d/%d: %d subscribers × %g msg/s for %v on %d instance(s)",
+				s.Name, i, cfg.runs, s.Subs, s.Rate, cfg.duration, s.Instances)
+			r, err := b.runScenario(ctx, s, i)
+			if err != nil {
+				msg := fmt.Sprintf("%s run %d: %v", s.Name, i, err)
+				rep.Errors = append(rep.Errors, msg)
+				problems = append(problems, msg)
+				logf("%s", msg)
+				if ctx.Err() != nil {
+					break
+				}
+				continue
+			}
+			rep.Results = append(rep.Results, r)
+			runs = append(runs, r)
+			_ = writeTable(stdout, []*result{r})
+			fmt.Fprintln(stdout)
+			if cfg.check {
+				for _, p := range r.problems() {
+					problems = append(problems, fmt.Sprintf("%s run %d: %s", s.Name, i, p))
+				}
+			}
+		}
+		if len(runs) > 0 {
+			medians = append(medians, mergeRuns(runs))
+		}
+	}
+	if cfg.runs > 1 {
+		rep.Medians = medians
+	}
+	if len(medians) > 1 || (len(medians) > 0 && cfg.runs > 1) {
+		if cfg.runs > 1 {
+			fmt.Fprintf(stdout, "Medians of %d runs (error counts: worst run):\n", cfg.runs)
+		} else {
+			fmt.Fprintln(stdout, "Summary:")
+		}
+		if err := writeTable(stdout, medians); err != nil {
+			return err
+		}
+	}
+	if cfg.jsonPath != "" {
+		data, err := json.MarshalIndent(rep, "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(cfg.jsonPath, append(data, '\n'), 0o644); err != nil {
+			return fmt.Errorf("write -json: %w", err)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("%d problem(s):\n  %s", len(problems), strings.Join(problems, "\n  "))
+	}
+	return nil
+}

@@ -1,0 +1,269 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestSmoke runs `chatbench -smoke` in-process against the real chat server
+// (built from the module root) and a real redis-server: 0 loss, no
+// duplicates, correct order.
+func TestSmoke(t *testing.T) {
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := findModuleRoot(wd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(t.TempDir(), "chatroom-server")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Skipf("the chat server at the repo root does not build yet, so the smoke bench cannot run: %v\n%s", err, out)
+	}
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		t.Fatal("redis-server is not installed (make deps installs it): the smoke bench needs a real Redis")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var out bytes.Buffer
+	jsonPath := filepath.Join(t.TempDir(), "smoke.json")
+	err = run(ctx, []string{"-smoke", "-server-bin", bin, "-json", jsonPath, "-deadline", "2m"}, &out)
+	t.Logf("chatbench output:\n%s", out.String())
+	if err != nil {
+		t.Fatalf("smoke bench: %v", err)
+	}
+	checkSmokeJSON(t, jsonPath, 10)
+}
+
+func checkSmokeJSON(t *testing.T, path string, subs int) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep report
+	if err := json.Unmarshal(data, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Results) != 1 {
+		t.Fatalf("%d results, want 1", len(rep.Results))
+	}
+	r := rep.Results[0]
+	if r.Subs != subs || r.Msgs == 0 || r.Accepted != r.Msgs || r.Deliveries != int64(subs*r.Msgs) ||
+		r.Loss != 0 || r.Dups != 0 || r.OrderErrs != 0 {
+		t.Errorf("result = %+v", r)
+	}
+}
+
+// fakeChat is a small in-test implementation of the chat server's HTTP
+// interface, to test the bench without the real server. Faults can be
+// injected to check that the bench notices them.
+type fakeChat struct {
+	hijack  bool // answer streams on a hijacked, close-delimited connection
+	dropSeq int  // never deliver this message index to the first subscriber (-1: none)
+	dupSeq  int  // deliver this message index twice (-1: none)
+
+	mu     sync.Mutex // guards everything below
+	msgs   [][]byte   // encoded SSE events in order
+	ids    []string
+	subs   map[chan []byte]int // subscriber → its number
+	nsubs  int
+	lastMs int64
+	seqMs  int
+}
+
+func newFakeChat() *fakeChat {
+	return &fakeChat{dropSeq: -1, dupSeq: -1, subs: map[chan []byte]int{}}
+}
+
+func (f *fakeChat) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch r.Method + " " + r.URL.Path {
+	case "GET /readyz":
+		w.WriteHeader(http.StatusOK)
+	case "POST /login":
+		user := r.FormValue("user")
+		if user == "" || len(user) > 32 {
+			http.Error(w, "bad name", http.StatusBadRequest)
+			return
+		}
+		http.SetCookie(w, &http.Cookie{Name: "session", Value: user, Path: "/", HttpOnly: true})
+		http.Redirect(w, r, "/", http.StatusSeeOther)
+	case "POST /post":
+		c, err := r.Cookie("session")
+		if err != nil {
+			http.Error(w, "login", http.StatusUnauthorized)
+			return
+		}
+		f.publish(c.Value, r.FormValue("message"))
+		w.WriteHeader(http.StatusNoContent)
+	case "GET /stream":
+		if _, err := r.Cookie("session"); err != nil {
+			http.Error(w, "login", http.StatusUnauthorized)
+			return
+		}
+		f.stream(w, r)
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+func (f *fakeChat) publish(user, text string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ms := time.Now().UnixMilli()
+	if ms <= f.lastMs {
+		ms = f.lastMs
+		f.seqMs++
+	} else {
+		f.lastMs, f.seqMs = ms, 0
+	}
+	id := fmt.Sprintf("%d-%d", ms, f.seqMs)
+	data, _ := json.Marshal(map[string]string{"id": id, "user": user, "uid": "u", "text": text,
+		"time": time.Now().Format(time.RFC3339Nano)})
+	ev := []byte("id: " + id + "\nevent: message\ndata: " + string(data) + "\n\n")
+	n := len(f.msgs)
+	f.msgs = append(f.msgs, ev)
+	f.ids = append(f.ids, id)
+	for ch, num := range f.subs {
+		if n == f.dropSeq && num == 0 {
+			continue
+		}
+		ch <- ev
+		if n == f.dupSeq {
+			ch <- ev
+		}
+	}
+}
+
+func (f *fakeChat) stream(w http.ResponseWriter, r *http.Request) {
+	ch := make(chan []byte, 100000)
+	f.mu.Lock()
+	last := r.Header.Get("Last-Event-ID")
+	if last == "" {
+		last = r.URL.Query().Get("last_event_id")
+	}
+	if last != "" {
+		replay := false
+		for i, id := range f.ids {
+			if replay {
+				ch <- f.msgs[i]
+			}
+			replay = replay || id == last
+		}
+	}
+	f.subs[ch] = f.nsubs
+	f.nsubs++
+	f.mu.Unlock()
+	defer func() {
+		f.mu.Lock()
+		delete(f.subs, ch)
+		f.mu.Unlock()
+	}()
+
+	write := func(b []byte) error { _, err := w.Write(b); return err }
+	flush := func() error { return http.NewResponseController(w).Flush() }
+	gone := r.Context().Done()
+	if f.hijack {
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		closed := make(chan struct{})
+		go func() { // the request context does not end with a hijacked connection
+			_, _ = conn.Read(make([]byte, 1))
+			close(closed)
+		}()
+		gone = closed
+		bw := bufio.NewWriter(conn)
+		write = func(b []byte) error { _, err := bw.Write(b); return err }
+		flush = bw.Flush
+		_ = write([]byte("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n"))
+	} else {
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(http.StatusOK)
+	}
+	if write([]byte("retry: 1000\n\n: ping\n\nevent: status\ndata: {\"online\":1}\n\n")) != nil || flush() != nil {
+		return
+	}
+	for {
+		select {
+		case <-gone:
+			return
+		case ev := <-ch:
+			if write(ev) != nil || flush() != nil {
+				return
+			}
+		}
+	}
+}
+
+func runFake(t *testing.T, f *fakeChat, extra ...string) (string, error) {
+	t.Helper()
+	srv := httptest.NewServer(f)
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var out bytes.Buffer
+	args := append([]string{"-target", srv.URL, "-subs", "5", "-rate", "100", "-duration", "500ms",
+		"-drain", "1s", "-settle", "0", "-check", "-q"}, extra...)
+	err := run(ctx, args, &out)
+	return out.String(), err
+}
+
+func TestBenchAgainstFake(t *testing.T) {
+	for _, hijack := range []bool{false, true} {
+		t.Run("hijack="+strconv.FormatBool(hijack), func(t *testing.T) {
+			f := newFakeChat()
+			f.hijack = hijack
+			jsonPath := filepath.Join(t.TempDir(), "r.json")
+			out, err := runFake(t, f, "-json", jsonPath)
+			if err != nil {
+				t.Fatalf("bench: %v\n%s", err, out)
+			}
+			t.Logf("output:\n%s", out)
+			for _, col := range tableHeader {
+				if !strings.Contains(out, col) {
+					t.Errorf("table lacks column %q:\n%s", col, out)
+				}
+			}
+			checkSmokeJSON(t, jsonPath, 5)
+		})
+	}
+}
+
+func TestBenchDetectsFaults(t *testing.T) {
+	t.Run("loss", func(t *testing.T) {
+		f := newFakeChat()
+		f.dropSeq = 3
+		out, err := runFake(t, f)
+		if err == nil || !strings.Contains(err.Error(), "1 lost deliveries") {
+			t.Fatalf("err = %v, want 1 lost delivery\n%s", err, out)
+		}
+	})
+	t.Run("duplicate", func(t *testing.T) {
+		f := newFakeChat()
+		f.dupSeq = 2
+		out, err := runFake(t, f)
+		// A duplicate also repeats a stream ID on every subscriber.
+		if err == nil || !strings.Contains(err.Error(), "5 duplicate deliveries") || !strings.Contains(err.Error(), "order errors") {
+			t.Fatalf("err = %v, want 5 duplicates and order errors\n%s", err, out)
+		}
+	})
+}
