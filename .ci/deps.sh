@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Installs what the tests need: redis-server, redis-cli (Debian packages
+# redis-server, redis-tools) and /usr/bin/chromium (package chromium).
+# Called by `make deps`. Idempotent: does nothing when all are present.
+set -euo pipefail
+
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+
+if [ ${#missing[@]} -eq 0 ]; then
+	echo "deps: redis-server, redis-cli and /usr/bin/chromium present"
+	exit 0
+fi
+
+packages=(redis-server redis-tools chromium)
+
+if [ "$(id -u)" -eq 0 ]; then
+	sudo=()
+elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+	sudo=(sudo)
+else
+	echo "deps: missing: ${missing[*]}" >&2
+	echo "deps: install the Debian packages: ${packages[*]}" >&2
+	echo "deps:   sudo apt-get update && sudo apt-get install -y ${packages[*]}" >&2
+	exit 1
+fi
+
+echo "deps: missing ${missing[*]}; installing ${packages[*]}"
+
+# The tests start their own redis-server processes on free ports, so the
+# system service is not wanted. Deny service starts during the install with
+# a temporary policy-rc.d (honoured by invoke-rc.d and deb-systemd-invoke),
+# unless one exists already: in a container without an init system a failed
+# service start would otherwise make the package's postinst, and so the whole
+# install, fail.
+policy=/usr/sbin/policy-rc.d
+added_policy=0
+if [ ! -e "$policy" ]; then
+	printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null
+	"${sudo[@]}" chmod 755 "$policy"
+	added_policy=1
+fi
+cleanup() {
+	if [ "$added_policy" -eq 1 ]; then
+		"${sudo[@]}" rm -f "$policy"
+	fi
+}
+trap cleanup EXIT
+
+apt=("${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600)
+"${apt[@]}" update
+status=0
+"${apt[@]}" install -y "${packages[@]}" || status=$?
+
+if [ "$status" -ne 0 ]; then
+	# A postinst that failed only on starting a service leaves the binaries
+	# installed; accept that, report anything else.
+	if command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1 && [ -x /usr/bin/chromium ]; then
+		echo "deps: apt-get install exited with $status, but all binaries are installed; continuing" >&2
+	else
+		echo "deps: apt-get install failed with status $status" >&2
+		exit "$status"
+	fi
+fi
+
+for bin in redis-server redis-cli; do
+	command -v "$bin" >/dev/null 2>&1 || { echo "deps: $bin still missing" >&2; exit 1; }
+done
+[ -x /usr/bin/chromium ] || { echo "deps: /usr/bin/chromium still missing" >&2; exit 1; }
+echo "deps: installed"
