@@ -209,7 +209,7 @@ func (b *bench) startEnv(ctx context.Context, s scenario, runNo int) (*env, erro
 		addr := "127.0.0.1:" + strconv.Itoa(port)
 		name := fmt.Sprintf("server-%s-%d-%d", s.Name, runNo, i)
 		argv := append([]string{b.serverBin, "-addr", addr, "-redis", redisURL,
-			"-rate-posts", "0", "-max-streams", "20000", "-streams-per-session", "0"}, cfg.serverArgs...)
+			"-rate-posts", "0", "-rate-logins", "0", "-max-streams", "20000", "-streams-per-session", "0"}, cfg.serverArgs...)
 		p, err := startProc(name, filepath.Join(b.dir, name+".log"), cpus, argv)
 		if err != nil {
 			e.stop()

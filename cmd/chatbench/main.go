@@ -117,7 +117,7 @@ func parseFlags(args []string, stdout io.Writer) (*config, error) {
 	fs.StringVar(&targets, "target", "", "comma list of running chat servers (loopback http://host:port) to load instead of starting them; subscribers and senders are spread over them")
 	fs.StringVar(&c.serverBin, "server-bin", "", "prebuilt chat server binary (default: go build of the module root into a temp dir)")
 	fs.StringVar(&c.root, "root", "", "module root of the chat server to build (default: found by walking up from the current directory)")
-	fs.StringVar(&serverArgs, "server-args", "", "extra space-separated flags for each started server, after -addr -redis -rate-posts 0 -max-streams 20000 -streams-per-session 0")
+	fs.StringVar(&serverArgs, "server-args", "", "extra space-separated flags for each started server, after -addr -redis -rate-posts 0 -rate-logins 0 -max-streams 20000 -streams-per-session 0")
 	fs.IntVar(&c.subs, "subs", 0, "override the scenario's subscriber count N")
 	fs.Float64Var(&c.rate, "rate", -1, "override the scenario's message rate R per second (0: idle; -1: the scenario's own)")
 	fs.IntVar(&c.instances, "instances", 0, "override the scenario's server instance count K (ignored with -target)")

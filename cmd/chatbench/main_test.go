@@ -78,6 +78,9 @@ type fakeChat struct {
 	hijack  bool // answer streams on a hijacked, close-delimited connection
 	dropSeq int  // never deliver this message index to the first subscriber (-1: none)
 	dupSeq  int  // deliver this message index twice (-1: none)
+	// closeAfter > 0 ends the first subscriber's first stream after that
+	// many messages (it must reconnect with last_event_id and lose nothing).
+	closeAfter int
 
 	mu     sync.Mutex // guards everything below
 	msgs   [][]byte   // encoded SSE events in order
@@ -167,7 +170,8 @@ func (f *fakeChat) stream(w http.ResponseWriter, r *http.Request) {
 			replay = replay || id == last
 		}
 	}
-	f.subs[ch] = f.nsubs
+	num := f.nsubs
+	f.subs[ch] = num
 	f.nsubs++
 	f.mu.Unlock()
 	defer func() {
@@ -202,7 +206,10 @@ func (f *fakeChat) stream(w http.ResponseWriter, r *http.Request) {
 	if write([]byte("retry: 1000\n\n: ping\n\nevent: status\ndata: {\"online\":1}\n\n")) != nil || flush() != nil {
 		return
 	}
-	for {
+	for written := 0; ; written++ {
+		if num == 0 && f.closeAfter > 0 && written == f.closeAfter {
+			return
+		}
 		select {
 		case <-gone:
 			return
@@ -245,6 +252,21 @@ func TestBenchAgainstFake(t *testing.T) {
 			}
 			checkSmokeJSON(t, jsonPath, 5)
 		})
+	}
+}
+
+func TestBenchReconnects(t *testing.T) {
+	f := newFakeChat()
+	f.closeAfter = 10
+	jsonPath := filepath.Join(t.TempDir(), "r.json")
+	out, err := runFake(t, f, "-json", jsonPath)
+	if err != nil {
+		t.Fatalf("bench: %v\n%s", err, out)
+	}
+	checkSmokeJSON(t, jsonPath, 5)
+	data, _ := os.ReadFile(jsonPath)
+	if !strings.Contains(string(data), `"reconnects": 1,`) {
+		t.Errorf("want 1 reconnect in %s", data)
 	}
 }
 
