@@ -31,6 +31,7 @@ const (
 	loginTimeout   = 10 * time.Second       // one POST /login
 	scheduleLead   = 20 * time.Millisecond  // first POST this long after sending is set up
 	lagWarn        = 100 * time.Millisecond // warn when the sender falls this far behind
+	otherWarn      = 0.2                    // warn when other processes used this many CPUs meanwhile
 )
 
 // bench holds what lives across scenarios: the HTTP clients, the built
@@ -635,6 +636,8 @@ func (b *bench) runScenario(ctx context.Context, s scenario, runNo int) (res *re
 	cpu0 := sumCPU(e.serverPIDs)
 	redis0 := sumCPU([]int{e.redisPID})
 	gen0 := selfCPU()
+	busy0 := busyCPU()
+	window0 := time.Now()
 	posts := make([]postRecord, M)
 	firstSend := time.Now().Add(scheduleLead)
 	if M > 0 {
@@ -674,6 +677,13 @@ func (b *bench) runScenario(ctx context.Context, s scenario, runNo int) (res *re
 	res.ServerCPUSec = sumCPU(e.serverPIDs) - cpu0
 	res.RedisCPUSec = sumCPU([]int{e.redisPID}) - redis0
 	res.GenCPUSec = selfCPU() - gen0
+	res.WindowSec = time.Since(window0).Seconds()
+	if M > 0 {
+		res.OtherCPUSec = max(busyCPU()-busy0-res.ServerCPUSec-res.RedisCPUSec-res.GenCPUSec, 0)
+		if cores := res.OtherCPUSec / res.WindowSec; cores > otherWarn {
+			res.Notes = append(res.Notes, fmt.Sprintf("other processes used %.2f CPUs during the measurement: figures disturbed", cores))
+		}
+	}
 	res.RSSEndKiB = sumRSS(e.serverPIDs)
 	res.RedisRSSEndKiB = sumRSS([]int{e.redisPID})
 	stopSubs()

@@ -338,6 +338,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 			rep.Results = append(rep.Results, r)
 			runs = append(runs, r)
 			_ = writeTable(stdout, []*result{r})
+			for _, n := range r.Notes {
+				fmt.Fprintf(stdout, "  note: %s\n", n)
+			}
 			fmt.Fprintln(stdout)
 			if cfg.check {
 				for _, p := range r.problems() {

@@ -227,6 +227,36 @@ func parseStatCPU(b []byte) (float64, error) {
 	return float64(ut+st) / clockTicks, nil
 }
 
+// busyCPU returns the CPU seconds all CPUs of the machine spent not idle
+// (the first line of /proc/stat, less idle and iowait).
+func busyCPU() float64 {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	v, _ := parseBusy(b)
+	return v
+}
+
+func parseBusy(b []byte) (float64, error) {
+	line, _, _ := bytes.Cut(b, []byte("\n"))
+	f := strings.Fields(string(line))
+	if len(f) < 6 || f[0] != "cpu" {
+		return 0, errors.New("bad /proc/stat")
+	}
+	var busy uint64
+	for i, s := range f[1:min(len(f), 9)] { // user nice system idle iowait irq softirq steal
+		n, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			return 0, err
+		}
+		if i != 3 && i != 4 {
+			busy += n
+		}
+	}
+	return float64(busy) / clockTicks, nil
+}
+
 // procRSS returns a process's resident set size in KiB (VmRSS).
 func procRSS(pid int) (int64, error) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")

@@ -277,6 +277,10 @@ func TestProcParsers(t *testing.T) {
 	if err != nil || rss != 4321 {
 		t.Errorf("parseVmRSS = %v, %v", rss, err)
 	}
+	busy, err := parseBusy([]byte("cpu  100 5 50 1000 20 3 2 1 0 0\ncpu0 1 2 3 4\n"))
+	if err != nil || math.Abs(busy-161/clockTicks) > 1e-9 {
+		t.Errorf("parseBusy = %v, %v", busy, err)
+	}
 	tcp := "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n" +
 		"   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 12345 1 0\n" +
 		"   1: 0100007F:1F90 0100007F:C350 01 00000000:00000000 00:00000000 00000000     0        0 999 1 0\n"

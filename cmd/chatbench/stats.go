@@ -86,6 +86,10 @@ type result struct {
 	ServerCPUSec float64 `json:"server_cpu_s"`
 	RedisCPUSec  float64 `json:"redis_cpu_s"`
 	GenCPUSec    float64 `json:"generator_cpu_s"`
+	// OtherCPUSec is CPU time the rest of the machine used meanwhile: a
+	// large value means the figures were disturbed by other work.
+	OtherCPUSec  float64 `json:"other_cpu_s"`
+	WindowSec    float64 `json:"measure_window_s"`
 	ServerUsPerD float64 `json:"server_us_per_delivery"`
 	RedisUsPerD  float64 `json:"redis_us_per_delivery"`
 	GenUsPerD    float64 `json:"generator_us_per_delivery"`
@@ -177,6 +181,8 @@ func mergeRuns(rs []*result) *result {
 	m.ServerCPUSec = med(func(r *result) float64 { return r.ServerCPUSec })
 	m.RedisCPUSec = med(func(r *result) float64 { return r.RedisCPUSec })
 	m.GenCPUSec = med(func(r *result) float64 { return r.GenCPUSec })
+	m.OtherCPUSec = med(func(r *result) float64 { return r.OtherCPUSec })
+	m.WindowSec = med(func(r *result) float64 { return r.WindowSec })
 	m.ServerUsPerD = med(func(r *result) float64 { return r.ServerUsPerD })
 	m.RedisUsPerD = med(func(r *result) float64 { return r.RedisUsPerD })
 	m.GenUsPerD = med(func(r *result) float64 { return r.GenUsPerD })
