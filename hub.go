@@ -47,10 +47,11 @@ func (r disconnectReason) String() string {
 }
 
 var (
-	errTooManyStreams   = errors.New("this server has too many open streams; try again in a moment")
-	errSessionStreams   = errors.New("too many open chat windows for this login; close one and reload")
-	errHubClosed        = errors.New("the server is shutting down")
-	disconnectEventSlow = controlEvent("disconnect", map[string]string{"reason": reasonSlow.String()})
+	errTooManyStreams       = errors.New("this server has too many open streams; try again in a moment")
+	errSessionStreams       = errors.New("too many open chat windows for this login; close one and reload")
+	errHubClosed            = errors.New("the server is shutting down")
+	disconnectEventSlow     = controlEvent("disconnect", map[string]string{"reason": reasonSlow.String()})
+	disconnectEventShutdown = controlEvent("disconnect", map[string]string{"reason": reasonShutdown.String()})
 )
 
 // hubConfig holds the hub's tuning; every field must be set.
@@ -371,6 +372,13 @@ func (h *hub) writer() {
 // service writes what s has queued. The caller holds s's scheduled flag.
 func (h *hub) service(s *subscriber) {
 	evs, closed, reason := s.take()
+	if closed {
+		// What is still queued is not written: the client reconnects with
+		// its last ID and gets it from history.
+		s.recycle(evs)
+		h.finishPooled(s, reason)
+		return
+	}
 	if len(s.pending) == 0 && len(evs) > 0 {
 		s.stalled = time.Time{}
 	}
@@ -378,10 +386,6 @@ func (h *hub) service(s *subscriber) {
 		s.pending = append(s.pending, ev.wire)
 	}
 	s.recycle(evs)
-	if closed {
-		h.finishPooled(s, reason)
-		return
-	}
 	if len(s.pending) == 0 {
 		h.reschedule(s)
 		return
@@ -425,9 +429,15 @@ func (h *hub) reschedule(s *subscriber) {
 // finishPooled ends a pooled stream: where the connection still takes writes
 // and no event is half written, it says why, then closes.
 func (h *hub) finishPooled(s *subscriber, reason disconnectReason) {
-	if reason == reasonSlow && len(s.pending) == 0 {
-		s.conn.SetWriteDeadline(time.Now().Add(writeSlice))
-		s.conn.Write(disconnectEventSlow.wire)
+	if len(s.pending) == 0 {
+		switch reason {
+		case reasonSlow:
+			s.conn.SetWriteDeadline(time.Now().Add(writeSlice))
+			s.conn.Write(disconnectEventSlow.wire)
+		case reasonShutdown:
+			s.conn.SetWriteDeadline(time.Now().Add(writeSlice))
+			s.conn.Write(disconnectEventShutdown.wire)
+		}
 	}
 	s.conn.Close()
 	s.pending = nil

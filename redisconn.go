@@ -25,6 +25,7 @@ type redisConn struct {
 // openRedis connects to url, or starts an embedded Redis when url is empty.
 // It fails with a one-line error when Redis cannot be reached.
 func openRedis(ctx context.Context, rawURL string, log *slog.Logger) (*redisConn, error) {
+	redis.SetLogger(goRedisLog{log})
 	var rc *redisConn
 	if rawURL == "" {
 		m := miniredis.NewMiniRedis()
@@ -48,6 +49,18 @@ func openRedis(ctx context.Context, rawURL string, log *slog.Logger) (*redisConn
 		return nil, fmt.Errorf("cannot reach Redis at %s: %v", redactURL(rawURL), err)
 	}
 	return rc, nil
+}
+
+// goRedisLog takes go-redis's internal log lines (every failed dial, pub/sub
+// reconnects), which it would otherwise print raw on stderr, into our log at
+// debug level: our code logs each failure once where it handles it, and a
+// start that cannot reach Redis must fail with one line. go-redis's logger is
+// process-wide (and atomic): with several servers in one process, as in
+// tests, the last one started gets the lines.
+type goRedisLog struct{ log *slog.Logger }
+
+func (l goRedisLog) Printf(ctx context.Context, format string, v ...any) {
+	l.log.DebugContext(ctx, "go-redis: "+fmt.Sprintf(format, v...))
 }
 
 // newRedisClient builds a client for any supported URL form:

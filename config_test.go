@@ -1,0 +1,354 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"reflect"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"chatroom/internal/redistest"
+)
+
+// TestConfigHelp checks that -h lists every setting with its environment
+// variable and default, and that asking for help is not an error.
+func TestConfigHelp(t *testing.T) {
+	for _, arg := range []string{"-h", "-help", "--help"} {
+		t.Run(arg, func(t *testing.T) {
+			var out bytes.Buffer
+			if err := run(context.Background(), []string{"chatroom", arg}, func(string) string { return "" }, &out); err != nil {
+				t.Fatalf("run %s: %v", arg, err)
+			}
+			flags := parseHelp(t, out.String())
+			// Every config field is a setting, and each has a flag.
+			if n := reflect.TypeFor[config]().NumField(); len(flags) != n {
+				t.Errorf("-h lists %d flags, config has %d settings:\n%s", len(flags), n, out.String())
+			}
+			envs := map[string]string{}
+			for name, f := range flags {
+				if f.env == "" {
+					t.Errorf("-%s names no environment variable: %q", name, f.usage)
+					continue
+				}
+				if other, dup := envs[f.env]; dup {
+					t.Errorf("-%s and -%s share the environment variable %s", name, other, f.env)
+				}
+				envs[f.env] = name
+			}
+			for _, want := range []struct{ flag, env, def string }{
+				{"addr", "ADDR", `"localhost:5000"`},
+				{"redis", "REDIS_URL", ""}, // empty: embedded, said in the usage
+				{"history", "HISTORY_LEN", "10000"},
+				{"page-history", "PAGE_HISTORY", "50"},
+				{"max-message", "MAX_MESSAGE_LEN", "2000"},
+				{"rate-posts", "RATE_POSTS", "5"},
+				{"rate-burst", "RATE_BURST", "10"},
+				{"stream-mode", "STREAM_MODE", `"takeover"`},
+				{"heartbeat", "HEARTBEAT", "15s"},
+				{"session-keys", "SESSION_KEYS", ""},
+				{"shutdown-timeout", "SHUTDOWN_TIMEOUT", "8s"},
+				{"log-level", "LOG_LEVEL", `"info"`},
+			} {
+				f, ok := flags[want.flag]
+				switch {
+				case !ok:
+					t.Errorf("-h does not list -%s", want.flag)
+				case f.env != want.env:
+					t.Errorf("-%s: env %q, want %q", want.flag, f.env, want.env)
+				case f.def != want.def:
+					t.Errorf("-%s: default %q, want %q", want.flag, f.def, want.def)
+				}
+			}
+			if f := flags["redis"]; !strings.Contains(f.usage, "empty: an embedded") {
+				t.Errorf("-redis usage does not say what empty means: %q", f.usage)
+			}
+		})
+	}
+	t.Run("binary -h", func(t *testing.T) {
+		bin, err := buildBinary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command(bin, "-h").CombinedOutput()
+		if err != nil {
+			t.Fatalf("-h: %v, want exit status 0\n%s", err, out)
+		}
+		if !strings.Contains(string(out), "-addr") || !strings.Contains(string(out), "(env REDIS_URL)") {
+			t.Fatalf("-h output:\n%s", out)
+		}
+	})
+}
+
+type helpFlag struct{ usage, env, def string }
+
+// parseHelp reads flag.PrintDefaults output: "  -name type\n    \tusage (env X) (default D)".
+func parseHelp(t *testing.T, out string) map[string]helpFlag {
+	t.Helper()
+	flags := map[string]helpFlag{}
+	head := regexp.MustCompile(`^  -([a-z0-9-]+)`)
+	envRe := regexp.MustCompile(`\(env ([A-Z0-9_]+)\)`)
+	defRe := regexp.MustCompile(`\(default (.*)\)\s*$`)
+	var name string
+	var usage strings.Builder
+	flush := func() {
+		if name == "" {
+			return
+		}
+		u := usage.String()
+		f := helpFlag{usage: u}
+		if m := envRe.FindStringSubmatch(u); m != nil {
+			f.env = m[1]
+		}
+		if m := defRe.FindStringSubmatch(u); m != nil {
+			f.def = m[1]
+		}
+		flags[name] = f
+		name = ""
+		usage.Reset()
+	}
+	for _, line := range strings.Split(out, "\n") {
+		if m := head.FindStringSubmatch(line); m != nil {
+			flush()
+			name = m[1]
+			continue
+		}
+		if name != "" {
+			usage.WriteString(strings.TrimSpace(line) + " ")
+		}
+	}
+	flush()
+	if len(flags) == 0 {
+		t.Fatalf("no flags in help output:\n%s", out)
+	}
+	return flags
+}
+
+// TestConfigEnvFallback checks that unset flags take their environment
+// variable and that a flag given on the command line wins, even when it is
+// set to the empty string.
+func TestConfigEnvFallback(t *testing.T) {
+	env := map[string]string{
+		"ADDR":           "127.0.0.1:7001",
+		"REDIS_URL":      "redis://127.0.0.1:6390/2",
+		"HISTORY_LEN":    "123",
+		"STREAM_MODE":    "goroutine",
+		"HEARTBEAT":      "3s",
+		"SECURE_COOKIES": "true",
+		"RATE_POSTS":     "0",
+	}
+	getenv := func(k string) string { return env[k] }
+
+	c, err := parseConfig([]string{"chatroom"}, getenv, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.addr != "127.0.0.1:7001" || c.redisURL != "redis://127.0.0.1:6390/2" || c.historyLen != 123 ||
+		c.streamMode != "goroutine" || c.heartbeat != 3*time.Second || !c.secureCookies || c.ratePosts != 0 {
+		t.Fatalf("environment not applied: %+v", c)
+	}
+	if c.pageHistory != 50 || c.maxMessage != 2000 || c.logLevel != "info" {
+		t.Fatalf("defaults lost: %+v", c)
+	}
+
+	c, err = parseConfig([]string{"chatroom", "-addr", "127.0.0.1:7002", "-redis", "", "-history", "7",
+		"-stream-mode", "takeover", "-secure-cookies=false", "-rate-posts", "9"}, getenv, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.addr != "127.0.0.1:7002" || c.redisURL != "" || c.historyLen != 7 || c.streamMode != "takeover" ||
+		c.secureCookies || c.ratePosts != 9 {
+		t.Fatalf("flags did not win over the environment: %+v", c)
+	}
+	if c.heartbeat != 3*time.Second {
+		t.Fatalf("HEARTBEAT not applied next to other flags: %v", c.heartbeat)
+	}
+}
+
+// TestConfigEnvEndToEnd starts the server through run with its settings
+// only in the environment: it listens on ADDR and uses the Redis at
+// REDIS_URL, not an embedded one.
+func TestConfigEnvEndToEnd(t *testing.T) {
+	rs := redistest.Start(t)
+	env := map[string]string{
+		"ADDR":             "127.0.0.1:0",
+		"REDIS_URL":        rs.URL(),
+		"HISTORY_LEN":      "321",
+		"PROBE_INTERVAL":   "200ms",
+		"SHUTDOWN_TIMEOUT": "5s",
+	}
+	logs := newLogBuffer()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"chatroom"}, func(k string) string { return env[k] }, logs) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("run: %v", err)
+			}
+		case <-time.After(15 * time.Second):
+			t.Errorf("run did not return")
+		}
+	})
+	var base string
+	select {
+	case base = <-logs.url:
+	case err := <-done:
+		done <- err
+		t.Fatalf("run returned: %v\n%s", err, logs)
+	case <-time.After(15 * time.Second):
+		t.Fatalf("not ready\n%s", logs)
+	}
+	waitReady(t, base)
+	out := logs.String()
+	for _, want := range []string{"url=http://127.0.0.1:", "redis=single", "history=321"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("log lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "embedded") {
+		t.Errorf("REDIS_URL was set but an embedded Redis started:\n%s", out)
+	}
+	login(t, base, "alice").post("stored in the real redis")
+	n, err := rs.Client().XLen(t.Context(), historyKey(defaultRoom)).Result()
+	if err != nil || n != 1 {
+		t.Fatalf("the redis at REDIS_URL holds %d messages (%v), want 1", n, err)
+	}
+}
+
+// TestConfigInvalid checks that bad settings stop the program before it
+// starts, with an error that names the setting.
+func TestConfigInvalid(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{"history zero", []string{"-history", "0"}, nil, "-history must be at least 1"},
+		{"history not a number", []string{"-history", "lots"}, nil, `invalid value "lots" for flag -history`},
+		{"env history not a number", nil, map[string]string{"HISTORY_LEN": "lots"}, `environment HISTORY_LEN="lots"`},
+		{"negative page history", []string{"-page-history", "-1"}, nil, "-page-history must not be negative"},
+		{"max message zero", []string{"-max-message", "0"}, nil, "-max-message must be at least 1"},
+		{"stream buffer too small", []string{"-stream-buffer", "1"}, nil, "-stream-buffer must be at least 2"},
+		{"unknown stream mode", []string{"-stream-mode", "threads"}, nil, "-stream-mode must be takeover or goroutine"},
+		{"env unknown stream mode", nil, map[string]string{"STREAM_MODE": "threads"}, "-stream-mode must be takeover or goroutine"},
+		{"duration without unit", []string{"-heartbeat", "15"}, nil, `invalid value "15" for flag -heartbeat`},
+		{"zero duration", []string{"-heartbeat", "0s"}, nil, "durations must be positive"},
+		{"negative limit", []string{"-max-streams", "-1"}, nil, "stream limits must not be negative"},
+		{"short session key", []string{"-session-keys", "short"}, nil, "each session key must be at least 32 characters"},
+		{"env short session key", nil, map[string]string{"SESSION_KEYS": "0123456789abcdef0123456789abcdef, short"}, "each session key must be at least 32 characters"},
+		{"bad trusted proxy", []string{"-trusted-proxies", "10.0.0.300"}, nil, "-trusted-proxies"},
+		{"tls cert without key", []string{"-tls-cert", "cert.pem"}, nil, "-tls-cert and -tls-key go together"},
+		{"bad bool in env", nil, map[string]string{"SECURE_COOKIES": "maybe"}, `environment SECURE_COOKIES="maybe"`},
+		{"unknown flag", []string{"-port", "80"}, nil, "flag provided but not defined: -port"},
+		{"stray argument", []string{"serve"}, nil, `unexpected argument "serve"`},
+		{"bad log level", []string{"-log-level", "loud"}, nil, "-log-level"},
+		{"unsupported redis scheme", []string{"-redis", "http://127.0.0.1:6379"}, nil, `unsupported scheme "http"`},
+		{"sentinel without master", []string{"-redis", "redis+sentinel://127.0.0.1:26379"}, nil, "sentinel URL path must be /master-name"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var out bytes.Buffer
+			args := append([]string{"chatroom", "-addr", "127.0.0.1:0"}, tc.args...)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			err := run(ctx, args, func(k string) string { return tc.env[k] }, &out)
+			if err == nil {
+				t.Fatalf("run accepted %v %v\n%s", tc.args, tc.env, out.String())
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %q does not contain %q", err, tc.want)
+			}
+			if strings.Contains(out.String(), "chat is ready") {
+				t.Fatalf("the server started despite the bad setting")
+			}
+		})
+	}
+}
+
+// closedPort returns a loopback address nothing listens on.
+func closedPort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+// TestConfigUnreachableRedis checks that an unreachable Redis fails the
+// start at once with one line that names the URL (password hidden), from
+// run and from the real binary (exit status 1, no panic or stack trace).
+func TestConfigUnreachableRedis(t *testing.T) {
+	addr := closedPort(t)
+	redisURL := "redis://chat:s3cret-pass@" + addr + "/0"
+
+	t.Run("run", func(t *testing.T) {
+		start := time.Now()
+		var out bytes.Buffer
+		err := run(context.Background(), []string{"chatroom", "-addr", "127.0.0.1:0", "-redis", redisURL},
+			func(string) string { return "" }, &out)
+		if err == nil {
+			t.Fatal("run started without its Redis")
+		}
+		if took := time.Since(start); took > 8*time.Second {
+			t.Errorf("took %v to fail", took)
+		}
+		msg := err.Error()
+		if strings.Contains(msg, "\n") {
+			t.Errorf("error is not one line: %q", msg)
+		}
+		if !strings.Contains(msg, "cannot reach Redis at redis://chat:xxxxx@"+addr+"/0") {
+			t.Errorf("error does not name the (redacted) URL: %q", msg)
+		}
+		if strings.Contains(msg, "s3cret") || strings.Contains(out.String(), "s3cret") {
+			t.Errorf("the password leaked: %q\n%s", msg, out.String())
+		}
+	})
+
+	t.Run("binary", func(t *testing.T) {
+		bin, err := buildBinary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, bin, "-addr", "127.0.0.1:0")
+		cmd.Env = append(os.Environ(), "REDIS_URL="+redisURL)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		start := time.Now()
+		err = cmd.Run()
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+			t.Fatalf("exit: %v, want status 1\nstderr: %s", err, stderr.String())
+		}
+		if took := time.Since(start); took > 10*time.Second {
+			t.Errorf("took %v to fail", took)
+		}
+		lines := strings.Split(strings.TrimRight(stderr.String(), "\n"), "\n")
+		if len(lines) != 1 {
+			t.Fatalf("stderr has %d lines, want 1:\n%s", len(lines), stderr.String())
+		}
+		if !strings.HasPrefix(lines[0], "chatroom: cannot reach Redis at redis://chat:xxxxx@"+addr+"/0") {
+			t.Errorf("stderr %q", lines[0])
+		}
+		all := stdout.String() + stderr.String()
+		for _, bad := range []string{"panic", "goroutine ", "s3cret", "chat is ready"} {
+			if strings.Contains(all, bad) {
+				t.Errorf("output contains %q:\n%s", bad, all)
+			}
+		}
+	})
+}
