@@ -22,6 +22,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -90,6 +91,7 @@ type config struct {
 	readBuf        int
 	logDir         string
 	quiet          bool
+	cpuProfile     string
 }
 
 // Bounds on flag values: every loop of the bench is bounded by them.
@@ -135,6 +137,7 @@ func parseFlags(args []string, stdout io.Writer) (*config, error) {
 	fs.IntVar(&c.readBuf, "read-buffer", 2048, "bytes of each subscriber's read buffer")
 	fs.StringVar(&c.logDir, "logdir", "", "keep redis and server logs in this directory (default: a temp dir, removed at exit)")
 	fs.BoolVar(&c.quiet, "q", false, "no progress messages on stderr")
+	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write the generator's own CPU profile to this file")
 	fs.Usage = func() {
 		fmt.Fprintf(stdout, "Usage: chatbench [flags]\n\nLoad generator for the chat server. Scenarios:\n")
 		for _, s := range scenarios {
@@ -299,6 +302,18 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		defer restore()
 		logf("generator pinned to CPU 1, servers and redis to CPU 0")
+	}
+
+	if cfg.cpuProfile != "" {
+		f, err := os.Create(cfg.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 
 	b, err := newBench(cfg, logf)
