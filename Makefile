@@ -23,15 +23,26 @@ fmt-check:
 vet:
 	$(GO) vet ./...
 
+# Fuzz targets (fuzz_test.go, seeds in testdata/fuzz/): `make test` fuzzes
+# each briefly, `make fuzz` for FUZZTIME each. A failure saves the input
+# under testdata/fuzz/<target>/, where every later `go test` replays it.
+FUZZ_TARGETS = FuzzCleanName FuzzCleanMessage FuzzMessageEvent FuzzParseStreamID
+FUZZTIME ?= 60s
+
 test: deps fmt-check vet
 	$(GO) test -race -count=1 -timeout 12m ./...
+	@for f in $(FUZZ_TARGETS); do \
+		$(GO) test -run='^$$' -fuzz="^$$f$$" -fuzztime=5s . || exit 1; \
+	done
 
 bench:
 	$(GO) run ./cmd/chatbench -scenarios all
 
-# TODO: list the fuzz targets, one `go test -run=^$$ -fuzz=^FuzzX$$ -fuzztime=30s ./pkg` each.
 fuzz:
-	@echo "fuzz: TODO: no fuzz targets yet"
+	@for f in $(FUZZ_TARGETS); do \
+		echo "fuzzing $$f for $(FUZZTIME)"; \
+		$(GO) test -run='^$$' -fuzz="^$$f$$" -fuzztime=$(FUZZTIME) . || exit 1; \
+	done
 
 clean:
 	rm -rf bin

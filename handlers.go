@@ -222,10 +222,12 @@ func (d deps) checkPassword(ctx context.Context, name, key, password, ip string)
 	if len(password) > maxPasswordLen {
 		return http.StatusBadRequest, fmt.Sprintf("The password is too long: at most %d bytes.", maxPasswordLen)
 	}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	// Each Redis call gets its own deadline: bcrypt is slow on purpose
+	// (seconds on a loaded machine) and must not use up the next call's time.
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	unavailable := "Logging in is not possible right now: the chat store is unavailable. Try again shortly."
-	hash, err := d.rdb.Get(ctx, userKey(key)).Result()
+	hash, err := d.rdb.Get(rctx, userKey(key)).Result()
 	switch {
 	case errors.Is(err, redis.Nil):
 		if password == "" {
@@ -238,7 +240,9 @@ func (d deps) checkPassword(ctx context.Context, name, key, password, ip string)
 		if err != nil {
 			return http.StatusBadRequest, "That password cannot be used."
 		}
-		set, err := d.rdb.SetNX(ctx, userKey(key), h, 0).Result()
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		set, err := d.rdb.SetNX(sctx, userKey(key), h, 0).Result()
 		if err != nil {
 			return http.StatusServiceUnavailable, unavailable
 		}

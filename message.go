@@ -19,7 +19,8 @@ type streamID struct {
 }
 
 // parseStreamID parses "<ms>-<seq>". It rejects anything else, including
-// surrounding spaces, so a client cannot smuggle text into a Redis range.
+// surrounding spaces and "0-0" (the zero value, which is no message), so a
+// client cannot smuggle text into a Redis range.
 func parseStreamID(s string) (streamID, error) {
 	msPart, seqPart, ok := strings.Cut(s, "-")
 	if !ok || msPart == "" || seqPart == "" || len(s) > 41 {
@@ -27,7 +28,7 @@ func parseStreamID(s string) (streamID, error) {
 	}
 	ms, err1 := strconv.ParseUint(msPart, 10, 64)
 	seq, err2 := strconv.ParseUint(seqPart, 10, 64)
-	if err1 != nil || err2 != nil {
+	if err1 != nil || err2 != nil || (ms == 0 && seq == 0) { // Redis never issues 0-0
 		return streamID{}, fmt.Errorf("malformed message ID %q", truncate(s, 64))
 	}
 	return streamID{ms, seq}, nil

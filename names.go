@@ -73,6 +73,7 @@ var confusables = map[rune]rune{
 	// Greek
 	'α': 'a', 'β': 'b', 'ε': 'e', 'η': 'n', 'ι': 'i', 'κ': 'k', 'ν': 'v', 'ο': 'o', 'ρ': 'p',
 	'τ': 't', 'υ': 'u', 'χ': 'x', 'γ': 'y', 'ϲ': 'c',
+	'ς': 'σ', // final sigma: lower-casing "Σ" gives "σ", so "ΟΔΥΣΣΕΥΣ" must match "οδυσσευς"
 	// Latin look-alikes and digits
 	'ı': 'i', 'ł': 'l', '0': 'o', '1': 'l', '|': 'l', 'ℓ': 'l',
 }

@@ -62,6 +62,20 @@ func handleStream(sessions *sessionStore, b *broker, h *hub, cfg streamConfig, l
 			return
 		}
 
+		// An ID newer than every stored message was not issued by this
+		// history (forged, or from a Redis that lost data): trusting it
+		// would hold back live messages until Redis reaches it. Read after
+		// subscribing, so a message stored meanwhile counts as known.
+		if !last.isZero() {
+			if newest, err := b.newest(r.Context(), defaultRoom); err == nil && last.after(newest) {
+				if !newest.isZero() { // an empty history knows no ID: nothing to say
+					out.Write(controlEvent("notice", notice{Code: "bad-last-event-id",
+						Text: "Ignoring an unknown last event ID; showing new messages from now on."}).wire)
+				}
+				last = streamID{}
+			}
+		}
+
 		skip := last
 		if !last.isZero() {
 			msgs, trimmed, err := b.After(r.Context(), defaultRoom, last, cfg.replayMax)
