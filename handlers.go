@@ -140,8 +140,14 @@ func handleChat(d deps) http.Handler {
 			p.Degraded = true
 		}
 		p.Messages = msgs
-		if len(msgs) > 0 {
+		switch {
+		case len(msgs) > 0:
 			p.LastID = msgs[len(msgs)-1].ID
+		case err == nil && d.pageHistory > 0:
+			// History is empty: the stream must still start from the
+			// beginning, or messages posted before it opens are lost.
+			// "0-1" precedes every ID Redis issues ("0-0" is no ID).
+			p.LastID = "0-1"
 		}
 		render(w, d, http.StatusOK, "chat.html", p)
 	})

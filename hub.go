@@ -386,6 +386,20 @@ func (h *hub) service(s *subscriber) {
 		s.pending = append(s.pending, ev.wire)
 	}
 	s.recycle(evs)
+	if len(s.pending) > h.cfg.bufferSize {
+		// A peer that takes data, but too slowly, never fills its queue
+		// (each retry moves it here): bound pending the same way.
+		s.mu.Lock()
+		first := !s.closed
+		s.closeLocked(reasonSlow)
+		s.mu.Unlock()
+		if first {
+			h.evictions.Add(1)
+			h.log.Info("stream evicted", "reason", reasonSlow, "room", s.room, "buffer", h.cfg.bufferSize)
+		}
+		h.finishPooled(s, reasonSlow)
+		return
+	}
 	if len(s.pending) == 0 {
 		h.reschedule(s)
 		return

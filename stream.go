@@ -77,8 +77,10 @@ func handleStream(sessions *sessionStore, b *broker, h *hub, cfg streamConfig, l
 		}
 
 		skip := last
-		if !last.isZero() {
-			msgs, trimmed, err := b.After(r.Context(), defaultRoom, last, cfg.replayMax)
+		// Page through everything after last: MAXLEN ~ keeps somewhat more
+		// than replayMax, and stopping early would lose the newest ones.
+		for page, more := 0, !last.isZero(); more; page++ {
+			msgs, trimmed, err := b.After(r.Context(), defaultRoom, skip, cfg.replayMax)
 			if err != nil {
 				// Without the replay, live messages would leave a gap.
 				// End the stream after saying why; EventSource retries.
@@ -89,7 +91,7 @@ func handleStream(sessions *sessionStore, b *broker, h *hub, cfg streamConfig, l
 				httpError(w, http.StatusServiceUnavailable, "the chat store is unavailable; retrying shortly")
 				return
 			}
-			if trimmed {
+			if trimmed && page == 0 {
 				out.Write(controlEvent("notice", notice{Code: "history-trimmed",
 					Text: "Some older messages were removed from history before you could see them."}).wire)
 			}
@@ -97,6 +99,7 @@ func handleStream(sessions *sessionStore, b *broker, h *hub, cfg streamConfig, l
 				out.Write(messageEvent(m.id, m.body).wire)
 				skip = m.id
 			}
+			more = int64(len(msgs)) == cfg.replayMax
 		}
 		s.setSkip(skip)
 
