@@ -35,8 +35,12 @@ test: deps fmt-check vet
 		$(GO) test -run='^$$' -fuzz="^$$f$$" -fuzztime=5s . || exit 1; \
 	done
 
-bench:
-	$(GO) run ./cmd/chatbench -scenarios all
+# The load benchmark (issue 5): every scenario, 3 runs each (medians), then
+# again with the servers and the generator pinned to separate cores.
+bench: deps
+	$(GO) test -run='^$$' -bench=. -benchmem -count=1 .
+	$(GO) run ./cmd/chatbench -scenario all -runs 3 -json bench.json
+	$(GO) run ./cmd/chatbench -scenario all -runs 3 -taskset -json bench-taskset.json
 
 fuzz:
 	@for f in $(FUZZ_TARGETS); do \

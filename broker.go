@@ -35,6 +35,10 @@ const probePrefix = "probe:"
 // problem, not the client's: answered with 503.
 var errRedisUnavailable = errors.New("the chat store is unavailable")
 
+// errNotReplicated: the message was stored and published, but fewer
+// replicas than required acknowledged it in time, so a failover could lose it.
+var errNotReplicated = errors.New("the message was stored but not confirmed by enough replicas")
+
 // brokerConfig is the broker's tuning; every field must be set.
 type brokerConfig struct {
 	historyLen    int64         // messages kept per room (approximately; MAXLEN ~)
@@ -142,7 +146,7 @@ func (b *broker) publishAndWait(ctx context.Context, keys []string, args []any) 
 		return "", fmt.Errorf("wait for replicas: %w", err)
 	}
 	if n < int64(b.cfg.waitReplicas) {
-		return "", fmt.Errorf("message %s reached %d of %d replicas in %v", id, n, b.cfg.waitReplicas, b.cfg.waitTimeout)
+		return "", fmt.Errorf("%w: message %s reached %d of %d replicas in %v", errNotReplicated, id, n, b.cfg.waitReplicas, b.cfg.waitTimeout)
 	}
 	return id, nil
 }

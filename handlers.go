@@ -325,6 +325,10 @@ func handlePost(d deps) http.Handler {
 		msg := Message{User: who.Name, UID: who.UID, Text: text, Time: time.Now().UTC()}
 		if _, err := d.broker.Publish(r.Context(), defaultRoom, msg); err != nil {
 			d.log.Warn("post failed", "err", err)
+			if errors.Is(err, errNotReplicated) {
+				httpError(w, http.StatusServiceUnavailable, "message not confirmed: it may appear in the chat, but the store could not guarantee it is safe; check before sending it again")
+				return
+			}
 			w.Header().Set("Retry-After", "2")
 			httpError(w, http.StatusServiceUnavailable, "message not sent: the chat store is unavailable, try again in a moment")
 			return
