@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"path/filepath"
 	"strings"
 	"time"
 )
@@ -47,7 +48,7 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	var c config
 	name := "chatroom"
 	if len(args) > 0 {
-		name, args = args[0], args[1:]
+		name, args = filepath.Base(args[0]), args[1:]
 	}
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(out)
