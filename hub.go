@@ -158,7 +158,8 @@ func (h *hub) subscribe(room, session string, pooled bool) (*subscriber, error) 
 		return nil, errHubClosed
 	case h.cfg.maxStreams > 0 && h.total >= h.cfg.maxStreams:
 		return nil, errTooManyStreams
-	case h.cfg.streamsPerSession > 0 && h.sessions[session] >= h.cfg.streamsPerSession:
+	case h.cfg.streamsPerSession > 0 && h.sessions[session] >= h.cfg.streamsPerSession &&
+		h.liveStreams(room, session) >= h.cfg.streamsPerSession:
 		return nil, errSessionStreams
 	}
 	h.total++
@@ -170,6 +171,26 @@ func (h *hub) subscribe(room, session string, pooled bool) (*subscriber, error) 
 		s.queue = append(s.queue, statusEvent(true))
 	}
 	return s, nil
+}
+
+// liveStreams counts session's streams in room that are still open, closing
+// those whose peer has gone (a reloaded tab) on the way. The caller holds h.mu.
+func (h *hub) liveStreams(room, session string) int {
+	n := 0
+	for _, s := range h.rooms[room] {
+		if s.session != session {
+			continue
+		}
+		s.mu.Lock()
+		if !s.closed && s.pooled && s.conn != nil && peerClosed(s.conn) {
+			s.closeLocked(reasonClientGone)
+		}
+		if !s.closed {
+			n++
+		}
+		s.mu.Unlock()
+	}
+	return n
 }
 
 // remove takes s out of the subscriber set. It is called exactly once per
@@ -377,6 +398,12 @@ func (h *hub) service(s *subscriber) {
 		// its last ID and gets it from history.
 		s.recycle(evs)
 		h.finishPooled(s, reason)
+		return
+	}
+	if len(evs) == 1 && evs[0] == pingEvent && len(s.pending) == 0 && peerClosed(s.conn) {
+		s.recycle(evs)
+		s.close(reasonClientGone)
+		h.finishPooled(s, reasonClientGone)
 		return
 	}
 	if len(s.pending) == 0 && len(evs) > 0 {
