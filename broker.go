@@ -54,6 +54,7 @@ type brokerConfig struct {
 // subscription, which it keeps alive and gap-free.
 type broker struct {
 	rdb      redis.UniversalClient
+	pub      *publisher
 	hub      *hub
 	cfg      brokerConfig
 	log      *slog.Logger
@@ -70,6 +71,7 @@ func newBroker(rdb redis.UniversalClient, h *hub, cfg brokerConfig, log *slog.Lo
 	rand.Read(b)
 	return &broker{
 		rdb:        rdb,
+		pub:        newPublisher(rdb, cfg.opTimeout),
 		hub:        h,
 		cfg:        cfg,
 		log:        log,
@@ -109,7 +111,7 @@ func (b *broker) Publish(ctx context.Context, room string, m Message) (Message, 
 	if b.cfg.waitReplicas > 0 {
 		id, err = b.publishAndWait(ctx, keys, args)
 	} else {
-		id, err = publishScript.Run(ctx, b.rdb, keys, args...).Text()
+		id, err = b.pub.publish(ctx, keys, args)
 	}
 	if err != nil {
 		return Message{}, fmt.Errorf("publish message: %w: %w", errRedisUnavailable, err)
@@ -232,6 +234,9 @@ func (b *broker) After(ctx context.Context, room string, after streamID, n int64
 // Ready reports whether delivery through Redis works right now: the
 // subscription is live and its last probe came back.
 func (b *broker) Ready() bool { return b.ready.Load() }
+
+// RunPublisher serves Publish until ctx ends; stop publishing first.
+func (b *broker) RunPublisher(ctx context.Context) { b.pub.run(ctx) }
 
 // Run keeps the process's one subscription to every room's channel alive
 // until ctx ends, feeding the hub. On every (re)subscription it fills the gap

@@ -118,7 +118,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 
 	brokerCtx, stopBroker := context.WithCancel(context.WithoutCancel(ctx))
 	brokerDone := make(chan struct{})
+	publisherDone := make(chan struct{})
 	go func() { defer close(brokerDone); b.Run(brokerCtx) }()
+	go func() { defer close(publisherDone); b.RunPublisher(brokerCtx) }()
 
 	scheme := "http"
 	if cfg.tlsCert != "" {
@@ -143,6 +145,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	case err := <-serveErr:
 		stopBroker()
 		<-brokerDone
+		<-publisherDone
 		h.shutdown(context.Background())
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
@@ -160,6 +163,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	<-streamsDone
 	stopBroker()
 	<-brokerDone
+	<-publisherDone
 	if err := <-serveErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serve: %w", err)
 	}

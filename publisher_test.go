@@ -1,0 +1,97 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"chatroom/internal/redistest"
+	"github.com/redis/go-redis/v9"
+)
+
+func startPublisher(t testing.TB, rdb redis.UniversalClient) *publisher {
+	p := newPublisher(rdb, 3*time.Second)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); p.run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return p
+}
+
+func publishArgs(i int) []any {
+	return []any{10000, fmt.Sprintf(`{"user":"u","uid":"u","text":"m%d","time":"2026-01-01T00:00:00Z"}`, i), "bench", "PUBLISH"}
+}
+
+// TestPublisherConcurrent: many concurrent publishes, some batched into
+// pipelines, each get a distinct ID and all are stored; after SCRIPT FLUSH
+// (as after a Redis restart) publishing still works.
+func TestPublisherConcurrent(t *testing.T) {
+	rs := redistest.Start(t)
+	rdb := rs.Client()
+	p := startPublisher(t, rdb)
+	key := []string{historyKey("pubtest")}
+	const n = 400
+	ids := make([]string, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			id, err := p.publish(context.Background(), key, publishArgs(i))
+			if err != nil {
+				t.Errorf("publish %d: %v", i, err)
+			}
+			ids[i] = id
+		}()
+	}
+	wg.Wait()
+	seen := map[string]bool{}
+	for _, id := range ids {
+		if seen[id] {
+			t.Fatalf("duplicate ID %s", id)
+		}
+		seen[id] = true
+	}
+	if got := rdb.XLen(context.Background(), key[0]).Val(); got != n {
+		t.Fatalf("history has %d entries, want %d", got, n)
+	}
+	if err := rdb.ScriptFlush(context.Background()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if _, err := p.publish(context.Background(), key, publishArgs(n+i)); err != nil {
+			t.Fatalf("publish after SCRIPT FLUSH: %v", err)
+		}
+	}
+}
+
+// BenchmarkPublish compares the batching publisher with one script call per
+// publish, from 64 concurrent posters against a real redis-server.
+func BenchmarkPublish(b *testing.B) {
+	rs := redistest.Start(b)
+	rdb := rs.Client()
+	key := []string{historyKey("bench")}
+	b.Run("batched", func(b *testing.B) {
+		p := startPublisher(b, rdb)
+		b.SetParallelism(32)
+		b.RunParallel(func(pb *testing.PB) {
+			for i := 0; pb.Next(); i++ {
+				if _, err := p.publish(context.Background(), key, publishArgs(i)); err != nil {
+					b.Error(err)
+				}
+			}
+		})
+	})
+	b.Run("direct", func(b *testing.B) {
+		b.SetParallelism(32)
+		b.RunParallel(func(pb *testing.PB) {
+			for i := 0; pb.Next(); i++ {
+				if err := publishScript.Run(context.Background(), rdb, key, publishArgs(i)...).Err(); err != nil {
+					b.Error(err)
+				}
+			}
+		})
+	})
+}
