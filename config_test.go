@@ -243,7 +243,7 @@ func TestConfigInvalid(t *testing.T) {
 		{"env unknown stream mode", nil, map[string]string{"STREAM_MODE": "threads"}, "-stream-mode must be takeover or goroutine"},
 		{"duration without unit", []string{"-heartbeat", "15"}, nil, `invalid value "15" for flag -heartbeat`},
 		{"zero duration", []string{"-heartbeat", "0s"}, nil, "durations must be positive"},
-		{"negative limit", []string{"-max-streams", "-1"}, nil, "stream limits must not be negative"},
+		{"negative limit", []string{"-max-streams", "-1"}, nil, "stream limits must be between 0 and"},
 		{"short session key", []string{"-session-keys", "short"}, nil, "each session key must be at least 32 characters"},
 		{"env short session key", nil, map[string]string{"SESSION_KEYS": "0123456789abcdef0123456789abcdef, short"}, "each session key must be at least 32 characters"},
 		{"bad trusted proxy", []string{"-trusted-proxies", "10.0.0.300"}, nil, "-trusted-proxies"},

@@ -54,10 +54,14 @@ var (
 	disconnectEventShutdown = controlEvent("disconnect", map[string]string{"reason": reasonShutdown.String()})
 )
 
+// maxStreamsUnlimited is what "no limit" on open streams means: the writer
+// pool's run queue is sized to hold every stream.
+const maxStreamsUnlimited = 1 << 20
+
 // hubConfig holds the hub's tuning; every field must be set.
 type hubConfig struct {
 	bufferSize        int           // events queued per subscriber before it is evicted as slow
-	maxStreams        int           // open streams per process; 0 = unlimited
+	maxStreams        int           // open streams per process; 0 = maxStreamsUnlimited
 	streamsPerSession int           // open streams per login session; 0 = unlimited
 	heartbeat         time.Duration // interval of ": ping" comments
 	writeTimeout      time.Duration // a stream whose writes make no progress this long is dropped
@@ -93,17 +97,18 @@ type hub struct {
 }
 
 func newHub(cfg hubConfig, log *slog.Logger) *hub {
-	qcap := cfg.maxStreams + 16
 	if cfg.maxStreams == 0 {
-		qcap = 1 << 16
+		cfg.maxStreams = maxStreamsUnlimited
 	}
 	h := &hub{
 		cfg:      cfg,
 		log:      log,
 		rooms:    make(map[string][]*subscriber),
 		sessions: make(map[string]int),
-		runq:     make(chan *subscriber, qcap),
-		stop:     make(chan struct{}),
+		// Every subscriber is in runq at most once (its scheduled flag),
+		// so with room for all of them a send to runq never blocks.
+		runq: make(chan *subscriber, cfg.maxStreams),
+		stop: make(chan struct{}),
 	}
 	for range cfg.writers {
 		h.wg.Add(1)
