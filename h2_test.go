@@ -41,3 +41,19 @@ func TestHTTP2Stream(t *testing.T) {
 		t.Fatalf("streams = %d, want 2", st.Streams)
 	}
 }
+
+// TestStreamHead: HEAD /stream answers with the stream's headers and no
+// body, and opens no stream.
+func TestStreamHead(t *testing.T) {
+	rs := redistest.Start(t)
+	srv := startServer(t, rs.URL())
+	alice := login(t, srv.URL, "alice")
+	req, _ := http.NewRequest(http.MethodHead, srv.URL+"/stream", nil)
+	resp := alice.do(req)
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream" || resp.body != "" {
+		t.Fatalf("HEAD /stream: %d %q %q", resp.StatusCode, resp.Header.Get("Content-Type"), resp.body)
+	}
+	if st := readyzStats(t, srv.URL); st.Streams != 0 {
+		t.Fatalf("HEAD opened %d streams", st.Streams)
+	}
+}

@@ -33,6 +33,11 @@ func handleStream(sessions *sessionStore, b *broker, h *hub, cfg streamConfig, l
 			httpError(w, http.StatusUnauthorized, "you are not logged in: open / to log in")
 			return
 		}
+		if r.Method == http.MethodHead { // headers only: no subscription, no body
+			sseHeaders(w.Header())
+			w.WriteHeader(http.StatusOK)
+			return
+		}
 		var out bytes.Buffer
 		out.Write(prelude)
 
