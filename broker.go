@@ -21,12 +21,27 @@ const defaultRoom = "chat"
 // publishScript appends a message to the room's capped history stream and
 // publishes it, atomically, so live order equals history order everywhere.
 // The published payload is "<id> <body>". ARGV[4] is PUBLISH, or SPUBLISH on
-// a cluster (the channel hashes to the same slot as the key's hash tag).
+// a cluster (the channel hashes to the same slot as the keys' hash tag).
+//
+// KEYS[2] makes it idempotent: a publish that is run again with the same
+// key within ARGV[5] seconds (go-redis retrying after a connection broke
+// mid-reply, or a user resending a message whose answer was lost) returns
+// the first run's ID instead of storing the message twice.
 var publishScript = redis.NewScript(`
+local seen = redis.call('GET', KEYS[2])
+if seen then return seen end
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'm', ARGV[2])
 redis.call(ARGV[4], ARGV[3], id .. ' ' .. ARGV[2])
+redis.call('SET', KEYS[2], id, 'EX', ARGV[5])
 return id
 `)
+
+// idempotencyTTL is how long a publish's idempotency key is remembered.
+const idempotencyTTL = 10 * time.Minute
+
+// idempotencyKey is the Redis key remembering the publish identified by
+// token; in the room's hash slot, beside its history.
+func idempotencyKey(room, token string) string { return "chat:{" + room + "}:sent:" + token }
 
 // probePrefix marks the broker's own health probes on a room channel.
 const probePrefix = "probe:"
@@ -97,16 +112,18 @@ func (b *broker) pubCommand() string {
 
 // Publish stores and broadcasts m in room and returns it with its ID. It
 // returns only once Redis accepted the message (and, if configured, enough
-// replicas acknowledged it).
-func (b *broker) Publish(ctx context.Context, room string, m Message) (Message, error) {
+// replicas acknowledged it). token identifies this message for
+// idempotency: publishing again with the same token changes nothing and
+// returns the same ID.
+func (b *broker) Publish(ctx context.Context, room, token string, m Message) (Message, error) {
 	body, err := m.encodeBody()
 	if err != nil {
 		return Message{}, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.opTimeout+b.cfg.waitTimeout)
 	defer cancel()
-	keys := []string{historyKey(room)}
-	args := []any{b.cfg.historyLen, body, channel(room), b.pubCommand()}
+	keys := []string{historyKey(room), idempotencyKey(room, token)}
+	args := []any{b.cfg.historyLen, body, channel(room), b.pubCommand(), int(idempotencyTTL.Seconds())}
 	var id string
 	if b.cfg.waitReplicas > 0 {
 		id, err = b.publishAndWait(ctx, keys, args)

@@ -304,6 +304,14 @@ func handlePost(d deps) http.Handler {
 			httpError(w, http.StatusBadRequest, err.Error())
 			return
 		}
+		clientID, err := field(form, "client_id", false)
+		if err == nil && !validClientID(clientID) {
+			err = errors.New("the field \"client_id\" must be 1 to 64 letters, digits, '-' or '_'")
+		}
+		if err != nil {
+			httpError(w, http.StatusBadRequest, err.Error())
+			return
+		}
 		text, err := cleanMessage(raw, d.maxMessage)
 		if err != nil {
 			status, msg := errorStatus(err)
@@ -323,7 +331,15 @@ func handlePost(d deps) http.Handler {
 			return
 		}
 		msg := Message{User: who.Name, UID: who.UID, Text: text, Time: time.Now().UTC()}
-		if _, err := d.broker.Publish(r.Context(), defaultRoom, msg); err != nil {
+		// The page sends a client_id per typed message, kept when it
+		// resends after an error: a resend of a message that was in fact
+		// stored is then not stored twice. Without one, a random token
+		// still makes go-redis's own retries harmless.
+		token := rand.Text()
+		if clientID != "" {
+			token = who.UID + ":" + clientID
+		}
+		if _, err := d.broker.Publish(r.Context(), defaultRoom, token, msg); err != nil {
 			d.log.Warn("post failed", "err", err)
 			if errors.Is(err, errNotReplicated) {
 				httpError(w, http.StatusServiceUnavailable, "message not confirmed: it may appear in the chat, but the store could not guarantee it is safe; check before sending it again")
@@ -335,6 +351,19 @@ func handlePost(d deps) http.Handler {
 		}
 		w.WriteHeader(http.StatusNoContent)
 	})
+}
+
+// validClientID accepts an empty ID (none sent) or 1..64 of [A-Za-z0-9_-].
+func validClientID(id string) bool {
+	if len(id) > 64 {
+		return false
+	}
+	for _, c := range id {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 // allow takes one token from the named GCRA bucket in Redis, shared by all

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"sync"
 	"testing"
@@ -20,8 +21,13 @@ func startPublisher(t testing.TB, rdb redis.UniversalClient) *publisher {
 	return p
 }
 
+// publishKeys returns the script's keys for room with a fresh idempotency token.
+func publishKeys(room string) []string {
+	return []string{historyKey(room), idempotencyKey(room, rand.Text())}
+}
+
 func publishArgs(i int) []any {
-	return []any{10000, fmt.Sprintf(`{"user":"u","uid":"u","text":"m%d","time":"2026-01-01T00:00:00Z"}`, i), "bench", "PUBLISH"}
+	return []any{10000, fmt.Sprintf(`{"user":"u","uid":"u","text":"m%d","time":"2026-01-01T00:00:00Z"}`, i), "bench", "PUBLISH", 600}
 }
 
 // TestPublisherConcurrent: many concurrent publishes, some batched into
@@ -31,7 +37,6 @@ func TestPublisherConcurrent(t *testing.T) {
 	rs := redistest.Start(t)
 	rdb := rs.Client()
 	p := startPublisher(t, rdb)
-	key := []string{historyKey("pubtest")}
 	const n = 400
 	ids := make([]string, n)
 	var wg sync.WaitGroup
@@ -39,7 +44,7 @@ func TestPublisherConcurrent(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			id, err := p.publish(context.Background(), key, publishArgs(i))
+			id, err := p.publish(context.Background(), publishKeys("pubtest"), publishArgs(i))
 			if err != nil {
 				t.Errorf("publish %d: %v", i, err)
 			}
@@ -54,16 +59,27 @@ func TestPublisherConcurrent(t *testing.T) {
 		}
 		seen[id] = true
 	}
-	if got := rdb.XLen(context.Background(), key[0]).Val(); got != n {
+	if got := rdb.XLen(context.Background(), historyKey("pubtest")).Val(); got != n {
 		t.Fatalf("history has %d entries, want %d", got, n)
 	}
 	if err := rdb.ScriptFlush(context.Background()).Err(); err != nil {
 		t.Fatal(err)
 	}
 	for i := range 3 {
-		if _, err := p.publish(context.Background(), key, publishArgs(n+i)); err != nil {
+		if _, err := p.publish(context.Background(), publishKeys("pubtest"), publishArgs(n+i)); err != nil {
 			t.Fatalf("publish after SCRIPT FLUSH: %v", err)
 		}
+	}
+
+	// The same idempotency key twice: one message, one ID.
+	keys := publishKeys("pubtest")
+	first, err1 := p.publish(context.Background(), keys, publishArgs(1000))
+	again, err2 := p.publish(context.Background(), keys, publishArgs(1000))
+	if err1 != nil || err2 != nil || first != again {
+		t.Fatalf("repeated publish: %q %v, %q %v; want the same ID twice", first, err1, again, err2)
+	}
+	if got := rdb.XLen(context.Background(), historyKey("pubtest")).Val(); got != n+4 {
+		t.Fatalf("history has %d entries after a repeated publish, want %d", got, n+4)
 	}
 }
 
@@ -72,13 +88,12 @@ func TestPublisherConcurrent(t *testing.T) {
 func BenchmarkPublish(b *testing.B) {
 	rs := redistest.Start(b)
 	rdb := rs.Client()
-	key := []string{historyKey("bench")}
 	b.Run("batched", func(b *testing.B) {
 		p := startPublisher(b, rdb)
 		b.SetParallelism(32)
 		b.RunParallel(func(pb *testing.PB) {
 			for i := 0; pb.Next(); i++ {
-				if _, err := p.publish(context.Background(), key, publishArgs(i)); err != nil {
+				if _, err := p.publish(context.Background(), publishKeys("bench"), publishArgs(i)); err != nil {
 					b.Error(err)
 				}
 			}
@@ -88,7 +103,7 @@ func BenchmarkPublish(b *testing.B) {
 		b.SetParallelism(32)
 		b.RunParallel(func(pb *testing.PB) {
 			for i := 0; pb.Next(); i++ {
-				if err := publishScript.Run(context.Background(), rdb, key, publishArgs(i)...).Err(); err != nil {
+				if err := publishScript.Run(context.Background(), rdb, publishKeys("bench"), publishArgs(i)...).Err(); err != nil {
 					b.Error(err)
 				}
 			}

@@ -137,6 +137,16 @@
 
   // --- sending ---
   let sending = false;
+  // Each typed message gets an ID, kept while it is resent after an error,
+  // so a message that was stored although its answer was lost is not
+  // stored twice.
+  let pending = { text: null, id: null };
+
+  function newClientId() {
+    const b = new Uint8Array(16);
+    crypto.getRandomValues(b); // works on plain http too, unlike randomUUID
+    return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+  }
 
   async function send() {
     const text = input.value;
@@ -146,13 +156,15 @@
     }
     if (sending) return;
     sending = true;
+    if (pending.text !== text) pending = { text, id: newClientId() };
     try {
       const r = await fetch("/post", {
         method: "POST",
-        body: new URLSearchParams({ message: text }),
+        body: new URLSearchParams({ message: text, client_id: pending.id }),
         credentials: "same-origin",
       });
       if (r.status === 204) {
+        pending = { text: null, id: null };
         if (input.value === text) input.value = "";
         hideError();
       } else if (r.status === 401) {

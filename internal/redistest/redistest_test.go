@@ -131,8 +131,11 @@ func TestSentinelFailover(t *testing.T) {
 	if got, err := fc.Get(ctx, "k").Result(); err != nil || got != "v" {
 		t.Fatalf("GET k through the new master = %q, %v", got, err)
 	}
-	// The promoted replica accepts writes.
-	err := poll(10*time.Second, func() (bool, error) {
+	// The promoted replica accepts writes once it has a replica again
+	// (min-replicas-to-write 1): the old master, restarted, is demoted —
+	// when sentinel next reads its INFO, up to 10 s later.
+	s.Master().Restart()
+	err := poll(30*time.Second, func() (bool, error) {
 		return fc.Set(ctx, "k2", "v2", 0).Err() == nil, nil
 	})
 	if err != nil {

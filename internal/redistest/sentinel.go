@@ -28,14 +28,19 @@ type Sentinel struct {
 	client   *redis.SentinelClient
 }
 
-// StartSentinel starts a master, a replica of it and a sentinel monitoring
-// the master as "mymaster" (down-after-milliseconds 1000, failover-timeout
-// 5000), and waits until the replica's link is up and the sentinel knows
+// StartSentinel starts a master, a replica of it (both with
+// min-replicas-to-write 1) and a sentinel monitoring the master as
+// "mymaster" (down-after-milliseconds 1000, failover-timeout 5000), and waits until the replica's link is up and the sentinel knows
 // both the master and the replica. Everything is stopped at t.Cleanup.
 func StartSentinel(t testing.TB) *Sentinel {
 	t.Helper()
 	s := &Sentinel{}
-	base := []string{"--save", "", "--appendonly", "no", "--repl-diskless-sync-delay", "0"}
+	// min-replicas-to-write 1 is Redis's guard against split brain: a node
+	// that is master without a connected replica (the old master restarted
+	// before sentinel demotes it) refuses writes instead of accepting ones
+	// that its demotion would then discard.
+	base := []string{"--save", "", "--appendonly", "no", "--repl-diskless-sync-delay", "0",
+		"--min-replicas-to-write", "1", "--min-replicas-max-lag", "10"}
 	var err error
 	if s.master, err = newServer(t, "master", serverArgs(base), freePort); err != nil {
 		t.Fatalf("redistest: sentinel master: %v", err)
