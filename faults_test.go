@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -107,23 +106,7 @@ func (b *browserSubscriber) stream(ctx context.Context, hc *http.Client, base st
 	b.connects++
 	b.served = base
 	b.mu.Unlock()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	var ev sseEvent
-	for sc.Scan() {
-		line := sc.Text()
-		switch {
-		case line == "":
-			b.dispatch(ev)
-			ev = sseEvent{}
-		case strings.HasPrefix(line, "id: "):
-			ev.ID = line[4:]
-		case strings.HasPrefix(line, "event: "):
-			ev.Event = line[7:]
-		case strings.HasPrefix(line, "data: "):
-			ev.Data = line[6:]
-		}
-	}
+	readSSE(resp.Body, b.dispatch)
 	return nil
 }
 

@@ -245,7 +245,14 @@ func (c *chatClient) openStream(lastEventID, query string) *sseStream {
 func (s *sseStream) read() {
 	defer close(s.done)
 	defer close(s.Events)
-	sc := bufio.NewScanner(s.resp.Body)
+	readSSE(s.resp.Body, func(ev sseEvent) { s.Events <- ev })
+}
+
+// readSSE parses an event stream as EventSource does and calls emit for each
+// complete event (an event cut off by the end of the stream is dropped).
+// Comments and retry lines are skipped.
+func readSSE(r io.Reader, emit func(sseEvent)) {
+	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	var ev sseEvent
 	var data []string
@@ -255,10 +262,9 @@ func (s *sseStream) read() {
 		case line == "":
 			if data != nil {
 				ev.Data = strings.Join(data, "\n")
-				s.Events <- ev
+				emit(ev)
 			}
 			ev, data = sseEvent{}, nil
-		case strings.HasPrefix(line, ":"), strings.HasPrefix(line, "retry:"):
 		case strings.HasPrefix(line, "id: "):
 			ev.ID = line[4:]
 		case strings.HasPrefix(line, "event: "):

@@ -80,33 +80,18 @@ func (s *stalledStream) drain(t testing.TB, timeout time.Duration) (msgs []Messa
 		t.Fatalf("stalled stream: status %d", resp.StatusCode)
 	}
 	body, _ := io.ReadAll(resp.Body) // ends early: the server cut the stream
-	events := strings.SplitAfter(string(body), "\n\n")
-	for _, block := range events {
-		if !strings.HasSuffix(block, "\n\n") {
-			continue // incomplete: the connection ended inside it
-		}
-		var ev sseEvent
-		for _, line := range strings.Split(strings.TrimSuffix(block, "\n\n"), "\n") {
-			switch {
-			case strings.HasPrefix(line, "id: "):
-				ev.ID = line[4:]
-			case strings.HasPrefix(line, "event: "):
-				ev.Event = line[7:]
-			case strings.HasPrefix(line, "data: "):
-				ev.Data = line[6:]
-			}
-		}
-		if ev.Event == "message" {
+	readSSE(bytes.NewReader(body), func(ev sseEvent) {
+		switch ev.Event {
+		case "message":
 			m, err := decodeMessage(ev.ID, []byte(ev.Data))
 			if err != nil {
-				t.Fatalf("bad message event: %v", err)
+				t.Errorf("bad message event: %v", err)
 			}
 			msgs = append(msgs, m)
-		}
-		if ev.Event == "disconnect" {
+		case "disconnect":
 			tail = ev.Data
 		}
-	}
+	})
 	return msgs, tail
 }
 
