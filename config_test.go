@@ -183,31 +183,8 @@ func TestConfigEnvEndToEnd(t *testing.T) {
 		"PROBE_INTERVAL":   "200ms",
 		"SHUTDOWN_TIMEOUT": "5s",
 	}
-	logs := newLogBuffer()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"chatroom"}, func(k string) string { return env[k] }, logs) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("run: %v", err)
-			}
-		case <-time.After(15 * time.Second):
-			t.Errorf("run did not return")
-		}
-	})
-	var base string
-	select {
-	case base = <-logs.url:
-	case err := <-done:
-		done <- err
-		t.Fatalf("run returned: %v\n%s", err, logs)
-	case <-time.After(15 * time.Second):
-		t.Fatalf("not ready\n%s", logs)
-	}
-	waitReady(t, base)
+	srv := runServer(t, []string{"chatroom"}, func(k string) string { return env[k] })
+	base, logs := srv.URL, srv.logs
 	out := logs.String()
 	for _, want := range []string{"url=http://127.0.0.1:", "redis=single", "history=321"} {
 		if !strings.Contains(out, want) {

@@ -31,13 +31,20 @@ type testServer struct {
 // test defaults. The server is shut down at cleanup.
 func startServer(t testing.TB, redisURL string, extra ...string) *testServer {
 	t.Helper()
-	logs := newLogBuffer()
 	args := append([]string{"chatroom", "-addr", "127.0.0.1:0", "-redis", redisURL,
 		"-rate-logins", "0", "-probe-interval", "200ms", "-probe-timeout", "1s",
 		"-shutdown-timeout", "5s", "-log-level", "debug"}, extra...)
+	return runServer(t, args, func(string) string { return "" })
+}
+
+// runServer calls run with exactly args and getenv, waits until it logs
+// its URL and /readyz says ready, and stops it at cleanup.
+func runServer(t testing.TB, args []string, getenv func(string) string) *testServer {
+	t.Helper()
+	logs := newLogBuffer()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, args, func(string) string { return "" }, logs) }()
+	go func() { done <- run(ctx, args, getenv, logs) }()
 	var base string
 	select {
 	case base = <-logs.url:

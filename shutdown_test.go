@@ -112,39 +112,8 @@ func TestShutdownIdle(t *testing.T) {
 // with no -redis flag and an empty environment says it uses an embedded
 // Redis and serves a working chat, then stops cleanly.
 func TestShutdownEmbeddedRedis(t *testing.T) {
-	logs := newLogBuffer()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"chatroom", "-addr", "127.0.0.1:0"}, func(string) string { return "" }, logs)
-	}()
-	stopped := false
-	stop := func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("run returned %v", err)
-			}
-		case <-time.After(15 * time.Second):
-			t.Errorf("run did not return within 15 s of cancel\n%s", logs)
-		}
-	}
-	t.Cleanup(stop)
-	var base string
-	select {
-	case base = <-logs.url:
-	case err := <-done:
-		stopped = true
-		t.Fatalf("run returned before serving: %v\n%s", err, logs)
-	case <-time.After(15 * time.Second):
-		t.Fatalf("no \"chat is ready\" line\n%s", logs)
-	}
-	waitReady(t, base)
+	srv := runServer(t, []string{"chatroom", "-addr", "127.0.0.1:0"}, func(string) string { return "" })
+	base, logs := srv.URL, srv.logs
 	out := logs.String()
 	for _, want := range []string{"using an embedded in-memory Redis", "redis=embedded", `msg="chat is ready" url=http://127.0.0.1:`} {
 		if !strings.Contains(out, want) {
@@ -160,7 +129,7 @@ func TestShutdownEmbeddedRedis(t *testing.T) {
 	if len(got) != 1 || got[0].User != "alice" || got[0].Text != "hello through the embedded redis" {
 		t.Fatalf("bob received %+v", got)
 	}
-	stop()
+	srv.stop()
 	if !strings.Contains(logs.String(), "msg=stopped") {
 		t.Errorf("no \"stopped\" log line:\n%s", logs)
 	}
