@@ -41,6 +41,10 @@ type config struct {
 	probeTimeout    time.Duration
 	shutdownTimeout time.Duration
 	logLevel        string
+
+	// settings is every flag's effective value, secrets masked, for the
+	// one log line at start.
+	settings []any
 }
 
 // parseConfig reads flags, falling back to environment variables.
@@ -129,6 +133,16 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	if err := errors.Join(errs...); err != nil {
 		return c, err
 	}
+	fs.VisitAll(func(f *flag.Flag) {
+		v := f.Value.String()
+		switch f.Name {
+		case "redis":
+			v = redactURL(v)
+		case "session-keys":
+			v = fmt.Sprintf("(%d configured)", len(c.secrets()))
+		}
+		c.settings = append(c.settings, f.Name, v)
+	})
 	return c, c.validate()
 }
 

@@ -45,6 +45,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return fmt.Errorf("-log-level: %w", err)
 	}
 	log := slog.New(slog.NewTextHandler(stdout, &slog.HandlerOptions{Level: level}))
+	log.Info("configuration", cfg.settings...)
 
 	rc, err := openRedis(ctx, cfg.redisURL, log)
 	if err != nil {
@@ -126,10 +127,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if cfg.tlsCert != "" {
 		scheme = "https"
 	}
-	log.Info("chat is ready", "url", scheme+"://"+ln.Addr().String(), "redis", rc.kind, "redis_url", redactURL(cfg.redisURL),
-		"session_secret", map[bool]string{true: "shared through redis", false: fmt.Sprintf("%d configured", len(secrets))}[shared],
-		"history", cfg.historyLen, "stream_mode", cfg.streamMode, "max_streams", cfg.maxStreams,
-		"rate_posts", cfg.ratePosts, "wait_replicas", cfg.waitReplicas)
+	log.Info("chat is ready", "url", scheme+"://"+ln.Addr().String(), "redis", rc.kind,
+		"session_secret", map[bool]string{true: "shared through redis", false: fmt.Sprintf("%d configured", len(secrets))}[shared])
 
 	serveErr := make(chan error, 1)
 	go func() {
