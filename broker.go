@@ -43,8 +43,48 @@ const idempotencyTTL = 10 * time.Minute
 // token; in the room's hash slot, beside its history.
 func idempotencyKey(room, token string) string { return "chat:{" + room + "}:sent:" + token }
 
-// probePrefix marks the broker's own health probes on a room channel.
-const probePrefix = "probe:"
+// probePrefix marks the broker's own health probes on a room channel;
+// logoutPrefix announces a session that ended, so every instance closes
+// its streams.
+const (
+	probePrefix  = "probe:"
+	logoutPrefix = "logout:"
+)
+
+func loggedOutKey(sid string) string { return "chat:logged-out:" + sid }
+
+// EndSession records that the session sid logged out (until its cookie
+// would have expired) and tells every instance to close its streams.
+func (b *broker) EndSession(ctx context.Context, sid string, ttl time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, b.cfg.opTimeout)
+	defer cancel()
+	if err := b.rdb.Set(ctx, loggedOutKey(sid), 1, ttl).Err(); err != nil {
+		return fmt.Errorf("record logout: %w", err)
+	}
+	if err := b.publishRaw(ctx, channel(defaultRoom), logoutPrefix+sid); err != nil {
+		return fmt.Errorf("announce logout: %w", err)
+	}
+	return nil
+}
+
+// LoggedOut reports whether the session sid has logged out.
+func (b *broker) LoggedOut(ctx context.Context, sid string) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, b.cfg.opTimeout)
+	defer cancel()
+	n, err := b.rdb.Exists(ctx, loggedOutKey(sid)).Result()
+	if err != nil {
+		return false, fmt.Errorf("check logout: %w", err)
+	}
+	return n > 0, nil
+}
+
+// publishRaw publishes a control payload (not a chat message) on ch.
+func (b *broker) publishRaw(ctx context.Context, ch, payload string) error {
+	if b.cfg.sharded {
+		return b.rdb.SPublish(ctx, ch, payload).Err()
+	}
+	return b.rdb.Publish(ctx, ch, payload).Err()
+}
 
 // errRedisUnavailable wraps failures to reach Redis, which are the server's
 // problem, not the client's: answered with 503.
@@ -326,13 +366,7 @@ func (b *broker) subscribeOnce(ctx context.Context, last map[string]streamID) {
 		go func(payload string) {
 			pctx, cancel := context.WithTimeout(ctx, b.cfg.probeTimeout)
 			defer cancel()
-			var err error
-			if b.cfg.sharded {
-				err = b.rdb.SPublish(pctx, chans[0], payload).Err()
-			} else {
-				err = b.rdb.Publish(pctx, chans[0], payload).Err()
-			}
-			if err != nil && ctx.Err() == nil {
+			if err := b.publishRaw(pctx, chans[0], payload); err != nil && ctx.Err() == nil {
 				b.log.Debug("probe publish failed", "err", err)
 			}
 		}(nonce)
@@ -368,6 +402,10 @@ func (b *broker) subscribeOnce(ctx context.Context, last map[string]streamID) {
 							b.log.Info("delivery through redis confirmed", "probe_ms", time.Since(sentAt).Milliseconds())
 						}
 					}
+					continue
+				}
+				if sid, ok := strings.CutPrefix(m.Payload, logoutPrefix); ok {
+					b.hub.endSession(sid)
 					continue
 				}
 				b.deliver(roomOfChannel(m.Channel), m.Payload, last)

@@ -76,7 +76,7 @@ func addRoutes(mux *http.ServeMux, d deps) {
 	mux.Handle("POST /login", handleLogin(d))
 	mux.Handle("POST /logout", handleLogout(d))
 	mux.Handle("POST /post", handlePost(d))
-	mux.Handle("GET /stream", handleStream(d.sessions, d.broker, d.hub, d.stream, d.log))
+	mux.Handle("GET /stream", handleStream(d.user, d.broker, d.hub, d.stream, d.log))
 	mux.Handle("GET /whoami", handleWhoami(d))
 	mux.Handle("GET /healthz", handleHealthz())
 	mux.Handle("GET /readyz", handleReadyz(d))
@@ -126,7 +126,7 @@ func handleChat(d deps) http.Handler {
 		Degraded  bool
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		who, ok := d.sessions.get(r)
+		who, ok := d.user(r)
 		if !ok {
 			http.Redirect(w, r, "/login", http.StatusSeeOther)
 			return
@@ -276,9 +276,32 @@ func (d deps) checkPassword(ctx context.Context, name, key, password, ip string)
 	return 0, ""
 }
 
-// handleLogout serves POST /logout.
+// user returns the request's identity, unless it has no valid session or
+// that session was logged out. Sessions live in the cookie; a logout is
+// remembered in Redis until the cookie would have expired anyway, so a copy
+// of the cookie stops working too. When Redis cannot answer, the cookie
+// alone decides (the user then sees the chat degraded, not logged out).
+func (d deps) user(r *http.Request) (identity, bool) {
+	who, ok := d.sessions.get(r)
+	if !ok {
+		return who, false
+	}
+	loggedOut, err := d.broker.LoggedOut(r.Context(), who.SID)
+	if err != nil {
+		d.log.Debug("logout check failed", "err", err)
+	}
+	return who, !loggedOut
+}
+
+// handleLogout serves POST /logout: the session ends everywhere, its open
+// streams on every instance are closed, and the cookie is deleted.
 func handleLogout(d deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if who, ok := d.sessions.get(r); ok {
+			if err := d.broker.EndSession(r.Context(), who.SID, d.sessions.maxAge); err != nil {
+				d.log.Warn("logout not recorded: the cookie is deleted, but a copy of it stays valid", "err", err)
+			}
+		}
 		d.sessions.logout(w, r)
 		http.Redirect(w, r, "/login", http.StatusSeeOther)
 	})
@@ -288,7 +311,7 @@ func handleLogout(d deps) http.Handler {
 // has stored and published it.
 func handlePost(d deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		who, ok := d.sessions.get(r)
+		who, ok := d.user(r)
 		if !ok {
 			httpError(w, http.StatusUnauthorized, "you are not logged in: open / to log in")
 			return
@@ -392,7 +415,7 @@ func retryAfter(d time.Duration) string {
 // page asks it to tell "log in again" from "server busy" when its stream fails.
 func handleWhoami(d deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		who, ok := d.sessions.get(r)
+		who, ok := d.user(r)
 		if !ok {
 			httpError(w, http.StatusUnauthorized, "you are not logged in")
 			return

@@ -30,7 +30,14 @@ const (
 	reasonSlow                        // its buffer filled: it did not keep up
 	reasonStalled                     // a write made no progress within writeTimeout
 	reasonShutdown                    // the server is shutting down
+	reasonLoggedOut                   // its session logged out
 )
+
+// told reports whether the client is sent a last "disconnect" event saying
+// why (where the connection still takes writes): it should act on these.
+func (r disconnectReason) told() bool {
+	return r == reasonSlow || r == reasonShutdown || r == reasonLoggedOut
+}
 
 func (r disconnectReason) String() string {
 	switch r {
@@ -42,17 +49,22 @@ func (r disconnectReason) String() string {
 		return "stalled"
 	case reasonShutdown:
 		return "shutdown"
+	case reasonLoggedOut:
+		return "logged-out"
 	}
 	return "none"
 }
 
 var (
-	errTooManyStreams       = errors.New("this server has too many open streams; try again in a moment")
-	errSessionStreams       = errors.New("too many open chat windows for this login; close one and reload")
-	errHubClosed            = errors.New("the server is shutting down")
-	disconnectEventSlow     = controlEvent("disconnect", map[string]string{"reason": reasonSlow.String()})
-	disconnectEventShutdown = controlEvent("disconnect", map[string]string{"reason": reasonShutdown.String()})
+	errTooManyStreams = errors.New("this server has too many open streams; try again in a moment")
+	errSessionStreams = errors.New("too many open chat windows for this login; close one and reload")
+	errHubClosed      = errors.New("the server is shutting down")
 )
+
+// disconnectEvent is the last event of a stream the server ends for reason.
+func disconnectEvent(reason disconnectReason) *event {
+	return controlEvent("disconnect", map[string]string{"reason": reason.String()})
+}
 
 // maxStreamsUnlimited is what "no limit" on open streams means: the writer
 // pool's run queue is sized to hold every stream.
@@ -253,6 +265,23 @@ func statusEvent(degraded bool) *event {
 		state = "degraded"
 	}
 	return controlEvent("status", map[string]string{"state": state})
+}
+
+// endSession closes every stream of the session sid (it logged out).
+func (h *hub) endSession(sid string) {
+	h.mu.RLock()
+	var ended []*subscriber
+	for _, subs := range h.rooms {
+		for _, s := range subs {
+			if s.session == sid {
+				ended = append(ended, s)
+			}
+		}
+	}
+	h.mu.RUnlock()
+	for _, s := range ended {
+		s.close(reasonLoggedOut)
+	}
 }
 
 // setDegraded records whether delivery through Redis works and tells every
@@ -475,15 +504,9 @@ func (h *hub) reschedule(s *subscriber) {
 // finishPooled ends a pooled stream: where the connection still takes writes
 // and no event is half written, it says why, then closes.
 func (h *hub) finishPooled(s *subscriber, reason disconnectReason) {
-	if len(s.pending) == 0 {
-		switch reason {
-		case reasonSlow:
-			s.conn.SetWriteDeadline(time.Now().Add(writeSlice))
-			s.conn.Write(disconnectEventSlow.wire)
-		case reasonShutdown:
-			s.conn.SetWriteDeadline(time.Now().Add(writeSlice))
-			s.conn.Write(disconnectEventShutdown.wire)
-		}
+	if len(s.pending) == 0 && reason.told() {
+		s.conn.SetWriteDeadline(time.Now().Add(writeSlice))
+		s.conn.Write(disconnectEvent(reason).wire)
 	}
 	s.conn.Close()
 	s.pending = nil

@@ -25,10 +25,10 @@ type streamConfig struct {
 // already covered. The client's last ID comes from the Last-Event-ID header
 // (a reconnecting EventSource) or, for a page's first connection, the
 // last_event_id query parameter; the header wins.
-func handleStream(sessions *sessionStore, b *broker, h *hub, cfg streamConfig, log *slog.Logger) http.Handler {
+func handleStream(user func(*http.Request) (identity, bool), b *broker, h *hub, cfg streamConfig, log *slog.Logger) http.Handler {
 	prelude := []byte("retry: " + strconv.FormatInt(cfg.retry.Milliseconds(), 10) + "\n: connected\n\n")
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		who, ok := sessions.get(r)
+		who, ok := user(r)
 		if !ok {
 			httpError(w, http.StatusUnauthorized, "you are not logged in: open / to log in")
 			return
@@ -192,8 +192,8 @@ func serveGoroutine(w http.ResponseWriter, r *http.Request, s *subscriber, h *hu
 		for _, ev := range evs {
 			batch = append(batch, ev.wire)
 		}
-		if closed && (reason == reasonSlow || reason == reasonShutdown) {
-			batch = append(batch, controlEvent("disconnect", map[string]string{"reason": reason.String()}).wire)
+		if closed && reason.told() {
+			batch = append(batch, disconnectEvent(reason).wire)
 		}
 		err := write(batch...)
 		s.recycle(evs)

@@ -103,7 +103,14 @@
       }
     });
     source.addEventListener("notice", (e) => addNotice(JSON.parse(e.data).text));
-    source.addEventListener("disconnect", () => setStatus("reconnecting", "reconnecting…"));
+    source.addEventListener("disconnect", (e) => {
+      if (JSON.parse(e.data).reason === "logged-out") {
+        source.close(); // logged out here or in another window
+        location.assign("/login");
+        return;
+      }
+      setStatus("reconnecting", "reconnecting…");
+    });
     source.onerror = () => {
       if (source.readyState === EventSource.CLOSED) {
         recover(); // a non-200 answer: the browser will not retry by itself
