@@ -41,6 +41,13 @@ func (id streamID) String() string {
 	return strconv.FormatUint(id.ms, 10) + "-" + strconv.FormatUint(id.seq, 10)
 }
 
+// appendTo appends the ID's text form to b without allocating.
+func (id streamID) appendTo(b []byte) []byte {
+	b = strconv.AppendUint(b, id.ms, 10)
+	b = append(b, '-')
+	return strconv.AppendUint(b, id.seq, 10)
+}
+
 func (id streamID) isZero() bool { return id == streamID{} }
 
 // after reports whether id is newer than other.
@@ -86,13 +93,11 @@ func decodeMessage(id string, body []byte) (Message, error) {
 // a raw CR or LF (encoding/json escapes them, and U+2028/U+2029 too), so user
 // text cannot end the data line or inject SSE fields.
 func messageEvent(id streamID, body []byte) *event {
-	ids := id.String()
-	var b []byte
-	b = make([]byte, 0, len(body)+2*len(ids)+48)
+	b := make([]byte, 0, len(body)+96)
 	b = append(b, "id: "...)
-	b = append(b, ids...)
+	b = id.appendTo(b)
 	b = append(b, "\nevent: message\ndata: {\"id\":\""...)
-	b = append(b, ids...)
+	b = id.appendTo(b)
 	b = append(b, '"')
 	if len(body) > 2 { // body is "{...}"; "{}" has no members to join
 		b = append(b, ',')
