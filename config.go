@@ -92,7 +92,7 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	num(&c.maxMessage, "max-message", "MAX_MESSAGE_LEN", 2000, "longest message, in characters")
 	num(&c.ratePosts, "rate-posts", "RATE_POSTS", 5, "messages per second per user, shared by all instances (0: no limit)")
 	num(&c.rateBurst, "rate-burst", "RATE_BURST", 10, "burst of messages allowed above -rate-posts")
-	num(&c.rateLogins, "rate-logins", "RATE_LOGINS", 20, "logins per minute per client IP (0: no limit)")
+	num(&c.rateLogins, "rate-logins", "RATE_LOGINS", 60, "logins per minute per client IP (0: no limit)")
 	num(&c.ratePasswords, "rate-passwords", "RATE_PASSWORDS", 5, "password attempts per minute per name and IP (0: no limit)")
 	num(&c.maxStreams, "max-streams", "MAX_STREAMS", 20000, "open streams per instance; beyond it /stream answers 503 (0: up to 1048576)")
 	num(&c.perSession, "streams-per-session", "STREAMS_PER_SESSION", 8, "open streams per login (0: no limit)")

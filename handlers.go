@@ -188,6 +188,18 @@ func handleLogin(d deps) http.Handler {
 			fail(http.StatusBadRequest, err.Error(), "")
 			return
 		}
+		// Malformed names are refused before the rate limit, so honest
+		// typos do not use up the budget; a cheap length check first keeps
+		// huge names from costing normalisation time.
+		if len(raw) > 8*maxNameLen {
+			fail(http.StatusBadRequest, fmt.Sprintf("That name cannot be used: name is too long: the limit is %d characters.", maxNameLen), "")
+			return
+		}
+		name, key, err := cleanName(raw)
+		if err != nil {
+			fail(http.StatusBadRequest, "That name cannot be used: "+err.Error()+".", "")
+			return
+		}
 		ip := d.sessions.proxies.clientIP(r)
 		if wait, err := d.allow(r.Context(), "login:"+ip, d.limits.loginsPerMin, d.limits.loginsPerMin, time.Minute); err != nil {
 			fail(http.StatusServiceUnavailable, "Logging in is not possible right now: the chat store is unavailable. Try again shortly.", "")
@@ -195,11 +207,6 @@ func handleLogin(d deps) http.Handler {
 		} else if wait > 0 {
 			w.Header().Set("Retry-After", retryAfter(wait))
 			fail(http.StatusTooManyRequests, fmt.Sprintf("Too many logins from your address. Try again in %s.", retryAfter(wait)+" s"), "")
-			return
-		}
-		name, key, err := cleanName(raw)
-		if err != nil {
-			fail(http.StatusBadRequest, "That name cannot be used: "+err.Error()+".", "")
 			return
 		}
 		if status, msg := d.checkPassword(r.Context(), name, key, password, ip); status != 0 {

@@ -767,3 +767,23 @@ func shown(body string) string {
 	}
 	return body
 }
+
+// TestLoginRateLimitCountsOnlyWellFormed: malformed names get their 400
+// without using up the per-IP login budget, so a typo or a table of bad
+// requests cannot lock an address out; a huge name is refused cheaply.
+func TestLoginRateLimitCountsOnlyWellFormed(t *testing.T) {
+	rs := redistest.Start(t)
+	srv := startServer(t, rs.URL(), "-rate-logins", "2")
+	c := newClient(t, srv.URL)
+	for _, bad := range []string{"", "   ", "a\x00b", strings.Repeat("x", 33), strings.Repeat("y", 10000), "\u202eevil"} {
+		if resp := c.postForm("/login", url.Values{"user": {bad}}); resp.StatusCode != http.StatusBadRequest {
+			t.Fatalf("login %q: %d, want 400", truncate(bad, 20), resp.StatusCode)
+		}
+	}
+	login(t, srv.URL, "alice")
+	login(t, srv.URL, "bob")
+	resp := c.postForm("/login", url.Values{"user": {"carol"}})
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("third well-formed login: %d (Retry-After %q), want 429", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+}
