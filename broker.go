@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -116,23 +115,20 @@ type broker struct {
 	instance string
 	rooms    []string
 
-	ready      atomic.Bool // the subscription is live and its last probe came back
-	subscribed chan struct{}
-	once       sync.Once
+	ready atomic.Bool // the subscription is live and its last probe came back
 }
 
 func newBroker(rdb redis.UniversalClient, h *hub, cfg brokerConfig, log *slog.Logger) *broker {
 	b := make([]byte, 6)
 	rand.Read(b)
 	return &broker{
-		rdb:        rdb,
-		pub:        newPublisher(rdb, cfg.opTimeout),
-		hub:        h,
-		cfg:        cfg,
-		log:        log,
-		instance:   hex.EncodeToString(b),
-		rooms:      []string{defaultRoom},
-		subscribed: make(chan struct{}),
+		rdb:      rdb,
+		pub:      newPublisher(rdb, cfg.opTimeout),
+		hub:      h,
+		cfg:      cfg,
+		log:      log,
+		instance: hex.EncodeToString(b),
+		rooms:    []string{defaultRoom},
 	}
 }
 
@@ -398,7 +394,6 @@ func (b *broker) subscribeOnce(ctx context.Context, last map[string]streamID) {
 						if !needFill && !b.ready.Load() {
 							b.ready.Store(true)
 							b.hub.setDegraded(false)
-							b.once.Do(func() { close(b.subscribed) })
 							b.log.Info("delivery through redis confirmed", "probe_ms", time.Since(sentAt).Milliseconds())
 						}
 					}
