@@ -475,25 +475,13 @@ func TestBrowserChat(t *testing.T) {
 	})()`); ran {
 		t.Errorf("an inline script ran: the CSP does not block it")
 	}
-	browserWaitUntil(t, "the CSP violation is reported on the console", func() bool {
+	waitFor(t, browserWait, "the CSP violation is reported on the console", func() bool {
 		return len(mallory.consoleProblems()) > 0
 	})
 	pageEval[chromedp.Void](mallory, `alert("control")`)
-	browserWaitUntil(t, "the control alert is recorded", func() bool {
+	waitFor(t, browserWait, "the control alert is recorded", func() bool {
 		return slices.Equal(mallory.dialogsOpened(), []string{"alert: control"})
 	})
-}
-
-// browserWaitUntil polls a Go condition until it holds or browserWait passes.
-func browserWaitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(browserWait)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, browserWait)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // saveREADMEScreenshot saves the tab's viewport as docs/screenshot.png, the
