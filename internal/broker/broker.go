@@ -1,0 +1,109 @@
+// Package broker connects the chat's rooms to Redis: it publishes messages
+// (one Lua script: sequence number, capped history, pub/sub), reads history
+// for pages and replays, and keeps the process's one subscription alive and
+// gap-free, delivering what it receives to a Sink.
+//
+// The order everything rests on: a message is appended to the room's
+// history (a Redis stream) and published in the same script, so history
+// order is publish order on every instance. Each message carries the room's
+// sequence number, so a subscriber that sees a jump knows it missed
+// something and fills the gap from history before delivering anything newer.
+// History is the truth: nothing read from the channel moves a room's
+// position past what history holds unless it is the exact next message.
+package broker
+
+import (
+	"crypto/rand"
+	"errors"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"chatroom/internal/chat"
+)
+
+// ErrUnavailable wraps failures to reach Redis, which are the server's
+// problem, not the client's: answered with 503.
+var ErrUnavailable = errors.New("the chat store is unavailable")
+
+// ErrNotReplicated: the message was stored and published, but fewer
+// replicas than required acknowledged it in time, so a failover could lose it.
+var ErrNotReplicated = errors.New("the message was stored but not confirmed by enough replicas")
+
+// Config is the broker's tuning; every field must be set.
+type Config struct {
+	HistoryLen    int64         // messages kept per room (approximately: MAXLEN ~)
+	Sharded       bool          // Redis Cluster: SSUBSCRIBE/SPUBLISH
+	WaitReplicas  int           // >0: a publish waits for this many replica acknowledgements
+	WaitTimeout   time.Duration // how long to wait for them
+	ProbeInterval time.Duration // how often the subscription is probed end to end
+	ProbeTimeout  time.Duration // a probe not back by then re-establishes the subscription
+	OpTimeout     time.Duration // one Redis command
+	Rooms         []string      // rooms whose channels the subscription listens to
+}
+
+// Broker is the process's link to Redis. The zero value is not valid: use New.
+type Broker struct {
+	rdb      redis.UniversalClient
+	pub      *publisher
+	cfg      Config
+	log      *slog.Logger
+	instance string // tells this process's probes from other instances'
+
+	ready atomic.Bool // the subscription is live and its last probe came back
+	stats counters
+
+	// pos is each room's position: the newest history entry delivered to
+	// the sink. Owned by the Run goroutine (and the subscription it runs);
+	// it survives re-subscriptions and recovered panics.
+	pos map[string]position
+}
+
+// position is where delivery of a room stands: the newest history entry
+// delivered (or skipped as malformed) and its sequence number (0: unknown,
+// e.g. an entry written by an older version).
+type position struct {
+	id  chat.ID
+	seq uint64
+}
+
+// New returns a broker for rdb. Run and RunPublisher make it work.
+func New(rdb redis.UniversalClient, cfg Config, log *slog.Logger) *Broker {
+	if len(cfg.Rooms) == 0 {
+		cfg.Rooms = []string{chat.DefaultRoom}
+	}
+	return &Broker{
+		rdb:      rdb,
+		pub:      newPublisher(rdb, cfg.OpTimeout),
+		cfg:      cfg,
+		log:      log,
+		instance: rand.Text()[:12],
+		pos:      make(map[string]position, len(cfg.Rooms)),
+	}
+}
+
+// Keys. The {room} hash tag puts every key of a room in the same cluster
+// slot as the room's channel (a channel's slot is that of its name), so the
+// publish script touches one slot.
+func historyKey(room string) string              { return "chat:{" + room + "}:history" }
+func seqKey(room string) string                  { return "chat:{" + room + "}:seq" }
+func sentKey(room, token string) string          { return "chat:{" + room + "}:sent:" + token }
+func channel(room string) string                 { return room }
+func roomOfChannel(ch string) string             { return ch }
+func loggedOutKey(sid string) string             { return "chat:logged-out:" + sid }
+func probePayload(instance, nonce string) string { return probePrefix + instance + ":" + nonce }
+
+// Control payloads share the room channel with messages: the broker's own
+// health probes, and logout announcements so every instance closes the
+// session's streams. Neither can be mistaken for a message payload, which
+// starts with a digit.
+const (
+	probePrefix  = "probe:"
+	logoutPrefix = "logout:"
+)
+
+// Ready reports whether delivery through Redis works right now: the
+// subscription is live, caught up with history, and its last probe came back.
+func (b *Broker) Ready() bool { return b.ready.Load() }

@@ -1,0 +1,160 @@
+package broker
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/redis/go-redis/v9"
+
+	"chatroom/internal/chat"
+)
+
+// ReplayLimits caps what one (re)connection is replayed. A client that was
+// away longer gets the newest messages that fit and a "history trimmed"
+// notice, and loads older ones on demand: a replay never costs more than
+// these bounds, whatever the history holds.
+type ReplayLimits struct {
+	Count int // messages
+	Bytes int // bytes of stored bodies
+}
+
+// ReplayResult says what a replay sent.
+type ReplayResult struct {
+	Sent    int     // messages emitted
+	Last    chat.ID // the newest entry covered (sent, or skipped as malformed); zero if none
+	Oldest  chat.ID // the oldest message sent; zero if none
+	Capped  bool    // more was missed than the limits allow: only the newest were sent
+	Trimmed bool    // history no longer holds messages the client had not seen (MAXLEN)
+}
+
+// replayPage is how many entries one history read returns, so a replay holds
+// at most one page in memory.
+const replayPage = 100
+
+// Replay emits room's messages after from up to and including upto, oldest
+// first, in pages of at most replayPage messages, within lim. emit's error
+// ends the replay (the client is too slow, or gone). The caller subscribed
+// to live messages before reading upto, so everything newer arrives live.
+func (b *Broker) Replay(ctx context.Context, room string, from, upto chat.ID, lim ReplayLimits, emit func([]chat.Message) error) (ReplayResult, error) {
+	var res ReplayResult
+	if !upto.After(from) {
+		return res, nil
+	}
+	// Walk back from upto to find where the replay starts: the oldest entry
+	// after from, or the oldest that still fits the limits. Only one page of
+	// entries is held at a time.
+	key := historyKey(room)
+	var (
+		count, size int
+		start       chat.ID // the oldest entry to replay
+		end         = upto.String()
+		held        []entry // the first page, if it turned out to be everything
+	)
+	for page := 0; ; page++ {
+		es, trimmed, err := b.readBack(ctx, room, end, from, page == 0)
+		if err != nil {
+			return res, err
+		}
+		res.Trimmed = res.Trimmed || trimmed
+		for _, e := range es {
+			if count+1 > lim.Count || size+len(e.body) > lim.Bytes {
+				res.Capped = true
+				break
+			}
+			count++
+			size += len(e.body)
+			start = e.id
+		}
+		if res.Capped || len(es) < replayPage {
+			if page == 0 && !res.Capped {
+				held = es
+			}
+			break
+		}
+		end = "(" + es[len(es)-1].id.String()
+	}
+	if start.IsZero() {
+		return res, nil // not even one message fits
+	}
+	if held != nil {
+		slices.Reverse(held)
+		return res, b.emitEntries(room, held, &res, emit)
+	}
+	// Forward from start, page by page.
+	first := start.String()
+	for {
+		ctx, cancel := context.WithTimeout(ctx, b.cfg.OpTimeout)
+		xs, err := b.rdb.XRangeN(ctx, key, first, upto.String(), replayPage).Result()
+		cancel()
+		if err != nil {
+			return res, fmt.Errorf("replay history: %w: %w", ErrUnavailable, err)
+		}
+		es := readEntries(xs)
+		if len(es) == 0 {
+			return res, nil
+		}
+		if err := b.emitEntries(room, es, &res, emit); err != nil {
+			return res, err
+		}
+		if len(xs) < replayPage {
+			return res, nil
+		}
+		first = "(" + es[len(es)-1].id.String()
+	}
+}
+
+// readBack reads up to replayPage entries from end back to (not including)
+// from, newest first. With checkTrim it also tells whether history was
+// trimmed past from: MAXLEN ~ trims whole nodes, so a trimmed stream is at
+// least HistoryLen long, and an oldest kept entry newer than from then
+// means the client missed messages that are gone.
+func (b *Broker) readBack(ctx context.Context, room, end string, from chat.ID, checkTrim bool) ([]entry, bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, b.cfg.OpTimeout)
+	defer cancel()
+	key := historyKey(room)
+	var rng, oldest *redis.XMessageSliceCmd
+	var length *redis.IntCmd
+	_, err := b.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		rng = p.XRevRangeN(ctx, key, end, exclusive(from), replayPage)
+		if checkTrim {
+			oldest = p.XRangeN(ctx, key, "-", "+", 1)
+			length = p.XLen(ctx, key)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, false, fmt.Errorf("replay history: %w: %w", ErrUnavailable, err)
+	}
+	trimmed := false
+	if checkTrim {
+		if o := oldest.Val(); len(o) == 1 && length.Val() >= b.cfg.HistoryLen {
+			if e, ok := readEntry(o[0]); ok && e.id.After(from) {
+				trimmed = true
+			}
+		}
+	}
+	return readEntries(rng.Val()), trimmed, nil
+}
+
+// emitEntries validates es (oldest first) and emits the valid ones.
+func (b *Broker) emitEntries(room string, es []entry, res *ReplayResult, emit func([]chat.Message) error) error {
+	msgs := make([]chat.Message, 0, len(es))
+	for _, e := range es {
+		res.Last = e.id
+		m, err := e.decode(room)
+		if err != nil {
+			b.skipMalformed(room, "history", err)
+			continue
+		}
+		msgs = append(msgs, m)
+	}
+	if len(msgs) == 0 {
+		return nil
+	}
+	if res.Oldest.IsZero() {
+		res.Oldest, _ = chat.ParseID(msgs[0].ID)
+	}
+	res.Sent += len(msgs)
+	return emit(msgs)
+}

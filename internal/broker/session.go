@@ -1,0 +1,34 @@
+package broker
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"chatroom/internal/chat"
+)
+
+// EndSession records that the session sid logged out (until its cookie
+// would have expired) and tells every instance to close its streams.
+func (b *Broker) EndSession(ctx context.Context, sid string, ttl time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, b.cfg.OpTimeout)
+	defer cancel()
+	if err := b.rdb.Set(ctx, loggedOutKey(sid), 1, ttl).Err(); err != nil {
+		return fmt.Errorf("record logout: %w", err)
+	}
+	if err := b.publishRaw(ctx, channel(chat.DefaultRoom), logoutPrefix+sid); err != nil {
+		return fmt.Errorf("announce logout: %w", err)
+	}
+	return nil
+}
+
+// LoggedOut reports whether the session sid has logged out.
+func (b *Broker) LoggedOut(ctx context.Context, sid string) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, b.cfg.OpTimeout)
+	defer cancel()
+	n, err := b.rdb.Exists(ctx, loggedOutKey(sid)).Result()
+	if err != nil {
+		return false, fmt.Errorf("check logout: %w", err)
+	}
+	return n > 0, nil
+}
