@@ -23,6 +23,8 @@ import (
 // once" before it decides that it never will. It is no performance bound.
 const never = 10 * time.Second
 
+const slogInfo = slog.LevelInfo
+
 // testConfig is a hub configuration with events the tests can recognise
 // and bounds no test reaches unless it means to.
 func testConfig() Config {

@@ -57,12 +57,15 @@ func (s *Subscriber) Serve(ctx context.Context, w StreamWriter) {
 	s.serving = true
 	s.mu.Unlock()
 	s.setTarget(w)
-	stop := context.AfterFunc(ctx, func() { s.close(ReasonClientGone) })
-	defer stop()
 
 	var batch []*Event
 	clean := true // no event half written: a last event can follow
 	for {
+		if ctx.Err() != nil {
+			// Checked between writes only: net/http also cancels ctx when
+			// a write fails, and then the write's error says why.
+			s.close(ReasonClientGone)
+		}
 		s.mu.Lock()
 		if s.closed {
 			s.mu.Unlock()
@@ -73,6 +76,7 @@ func (s *Subscriber) Serve(ctx context.Context, w StreamWriter) {
 			select {
 			case <-s.notify:
 			case <-s.done:
+			case <-ctx.Done():
 			}
 			continue
 		}
