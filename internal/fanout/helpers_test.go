@@ -205,8 +205,8 @@ func newClient(t testing.TB, conn *net.TCPConn, body io.Reader) *client {
 	return c
 }
 
-// read reads at most n bytes once and records them.
-func (c *client) read(buf []byte) error {
+// read reads into buf once and records what it got.
+func (c *client) read(buf []byte) (int, error) {
 	n, err := c.body.Read(buf)
 	c.mu.Lock()
 	c.got = append(c.got, buf[:n]...)
@@ -218,7 +218,7 @@ func (c *client) read(buf []byte) error {
 	case c.notify <- struct{}{}:
 	default:
 	}
-	return err
+	return n, err
 }
 
 // start reads everything the server sends, as fast as it comes, until the
@@ -226,23 +226,34 @@ func (c *client) read(buf []byte) error {
 func (c *client) start() *client {
 	go func() {
 		buf := make([]byte, 64<<10)
-		for c.read(buf) == nil {
+		for {
+			if _, err := c.read(buf); err != nil {
+				return
+			}
 		}
 	}()
 	return c
 }
 
-// trickle reads chunk bytes every interval until the connection ends: a
-// slow but steady reader.
-func (c *client) trickle(chunk int, every time.Duration) *client {
+// trickle reads at rate bytes per second until the connection ends: a slow
+// but steady reader. It keeps to the rate on average, catching up after
+// the scheduler kept it waiting, the way a slow link would.
+func (c *client) trickle(rate int) *client {
 	go func() {
-		tick := time.NewTicker(every)
+		tick := time.NewTicker(5 * time.Millisecond)
 		defer tick.Stop()
-		buf := make([]byte, chunk)
+		buf := make([]byte, 64<<10)
+		start, total := time.Now(), 0
 		for range tick.C {
-			if c.read(buf) != nil {
+			allowed := int(time.Since(start).Seconds()*float64(rate)) - total
+			if allowed <= 0 {
+				continue
+			}
+			n, err := c.read(buf[:min(allowed, len(buf))])
+			if err != nil {
 				return
 			}
+			total += n
 		}
 	}()
 	return c
@@ -268,7 +279,14 @@ func (c *client) raw() []byte {
 // after never.
 func (c *client) await(what string, cond func(evs []sseEvent, ended bool) bool) []sseEvent {
 	c.t.Helper()
-	timeout := time.NewTimer(never)
+	return c.awaitWithin(never, what, cond)
+}
+
+// awaitWithin is await with another bound, for bulk transfers on a busy
+// machine.
+func (c *client) awaitWithin(bound time.Duration, what string, cond func(evs []sseEvent, ended bool) bool) []sseEvent {
+	c.t.Helper()
+	timeout := time.NewTimer(bound)
 	defer timeout.Stop()
 	for {
 		evs, ended := c.received()
@@ -279,7 +297,7 @@ func (c *client) await(what string, cond func(evs []sseEvent, ended bool) bool) 
 		case <-c.notify:
 		case <-timeout.C:
 			c.t.Fatalf("timed out after %v waiting for the client to see %s; it has %d events, the last %q",
-				never, what, len(evs), last(describe(evs)))
+				bound, what, len(evs), last(describe(evs)))
 		}
 	}
 }

@@ -30,6 +30,7 @@ type Hub struct {
 	degraded bool          // the last SetDegraded
 	status   *Event        // Status(true), queued to new subscribers while degraded
 	gone     chan struct{} // closed once closed is set and the registry is empty
+	stopped  chan struct{} // closed when Shutdown has stopped the hub's goroutines
 
 	runq runQueue       // pooled subscribers waiting for a shared writer
 	stop chan struct{}  // closed when the writers and the heartbeat must end
@@ -48,12 +49,13 @@ func New(cfg Config, log *slog.Logger) *Hub {
 		log = slog.New(slog.DiscardHandler)
 	}
 	h := &Hub{
-		cfg:  cfg,
-		log:  log,
-		reg:  newRegistry(),
-		gone: make(chan struct{}),
-		runq: newRunQueue(cfg.Writers),
-		stop: make(chan struct{}),
+		cfg:     cfg,
+		log:     log,
+		reg:     newRegistry(),
+		gone:    make(chan struct{}),
+		stopped: make(chan struct{}),
+		runq:    newRunQueue(cfg.Writers),
+		stop:    make(chan struct{}),
 	}
 	if cfg.Disconnect != nil {
 		for r := range numReasons {
@@ -242,12 +244,17 @@ func (h *Hub) EndSession(session string) {
 }
 
 // Shutdown closes every stream with ReasonShutdown, waits until they are
-// gone or ctx is done, then stops the hub's goroutines. Later calls return
-// at once. Clients reconnect, to another instance behind a load balancer.
+// gone or ctx is done, then stops the hub's goroutines. A later call waits
+// (bounded by its ctx) for the first to finish. Clients reconnect, to
+// another instance behind a load balancer.
 func (h *Hub) Shutdown(ctx context.Context) {
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()
+		select {
+		case <-h.stopped:
+		case <-ctx.Done():
+		}
 		return
 	}
 	h.closed = true
@@ -274,4 +281,5 @@ func (h *Hub) Shutdown(ctx context.Context) {
 	for s := h.runq.pop(); s != nil; s = h.runq.pop() {
 		h.finish(s, wv)
 	}
+	close(h.stopped)
 }
