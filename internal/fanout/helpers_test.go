@@ -1,0 +1,508 @@
+package fanout
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"chatroom/internal/chat"
+)
+
+// never is how long a test waits for something that must happen "at
+// once" before it decides that it never will. It is no performance bound.
+const never = 10 * time.Second
+
+const slogInfo = slog.LevelInfo
+
+// testConfig is a hub configuration with events the tests can recognise
+// and bounds no test reaches unless it means to.
+func testConfig() Config {
+	return Config{
+		QueueEvents:  1 << 20,
+		QueueBytes:   1 << 30,
+		Heartbeat:    time.Hour,
+		WriteTimeout: time.Minute,
+		Writers:      2,
+		Disconnect: func(r Reason) *Event {
+			return &Event{Wire: []byte("event: disconnect\ndata: " + r.String() + "\n\n")}
+		},
+		Status: func(degraded bool) *Event {
+			state := "ok"
+			if degraded {
+				state = "degraded"
+			}
+			return &Event{Wire: []byte("event: status\ndata: " + state + "\n\n")}
+		},
+	}
+}
+
+// logRecorder keeps the hub's log records.
+type logRecorder struct {
+	mu      sync.Mutex // guards records
+	records []slog.Record
+}
+
+func (l *logRecorder) Enabled(context.Context, slog.Level) bool { return true }
+func (l *logRecorder) Handle(_ context.Context, r slog.Record) error {
+	l.mu.Lock()
+	l.records = append(l.records, r.Clone())
+	l.mu.Unlock()
+	return nil
+}
+func (l *logRecorder) WithAttrs([]slog.Attr) slog.Handler { return l }
+func (l *logRecorder) WithGroup(string) slog.Handler      { return l }
+
+// count returns how many records have message msg and, for every key in
+// attrs, that attribute's value.
+func (l *logRecorder) count(level slog.Level, msg string, attrs map[string]string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, r := range l.records {
+		if r.Level != level || r.Message != msg {
+			continue
+		}
+		match := 0
+		r.Attrs(func(a slog.Attr) bool {
+			if v, ok := attrs[a.Key]; ok && a.Value.String() == v {
+				match++
+			}
+			return true
+		})
+		if match == len(attrs) {
+			n++
+		}
+	}
+	return n
+}
+
+// startHub starts a hub that is shut down when the test ends.
+func startHub(t testing.TB, cfg Config) (*Hub, *logRecorder) {
+	t.Helper()
+	logs := &logRecorder{}
+	h := New(cfg, slog.New(logs))
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), never)
+		defer cancel()
+		h.Shutdown(ctx)
+	})
+	return h, logs
+}
+
+// eventually polls cond until it holds, failing t after timeout.
+func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for: %s", timeout, what)
+		}
+		<-tick.C
+	}
+}
+
+// message is a message event of exactly size bytes with ID n-0.
+func message(n int, size int) *Event {
+	id := chat.ID{Ms: uint64(n)}
+	head := "id: " + id.String() + "\nevent: message\ndata: "
+	pad := max(size-len(head)-2, 1)
+	return &Event{ID: id, Wire: []byte(head + strings.Repeat("x", pad) + "\n\n")}
+}
+
+// notice is an event without an ID.
+func notice(text string) *Event {
+	return &Event{Wire: []byte("event: notice\ndata: " + text + "\n\n")}
+}
+
+// sseEvent is one event as a client parsed it.
+type sseEvent struct {
+	ID, Type, Data, Comment string
+	Size                    int // bytes on the wire
+}
+
+// parseSSE splits b into complete events; rest is an unfinished one.
+func parseSSE(b []byte) (evs []sseEvent, rest []byte) {
+	for {
+		i := bytes.Index(b, []byte("\n\n"))
+		if i < 0 {
+			return evs, b
+		}
+		var ev sseEvent
+		ev.Size = i + 2
+		for _, line := range strings.Split(string(b[:i]), "\n") {
+			field, value, _ := strings.Cut(line, ": ")
+			switch field {
+			case "":
+				ev.Comment = value
+			case "id":
+				ev.ID = value
+			case "event":
+				ev.Type = value
+			case "data":
+				ev.Data = value
+			}
+		}
+		evs = append(evs, ev)
+		b = b[i+2:]
+	}
+}
+
+// describe is what a client received, as a compact list for comparisons:
+// "7-0" for a message, "notice:x", "status:x", "disconnect:x", "ping".
+func describe(evs []sseEvent) []string {
+	var out []string
+	for _, ev := range evs {
+		switch {
+		case ev.Comment != "":
+			out = append(out, ev.Comment)
+		case ev.Type == "message":
+			out = append(out, ev.ID)
+		default:
+			out = append(out, ev.Type+":"+ev.Data)
+		}
+	}
+	return out
+}
+
+// ids is the list describe gives for message IDs from..to.
+func ids(from, to int) []string {
+	var out []string
+	for i := from; i <= to; i++ {
+		out = append(out, chat.ID{Ms: uint64(i)}.String())
+	}
+	return out
+}
+
+// client is the far end of one stream: a raw TCP connection, read by the
+// test as it chooses.
+type client struct {
+	t    testing.TB
+	conn *net.TCPConn
+	body io.Reader // conn, or the decoded body of an HTTP response on it
+
+	mu     sync.Mutex // guards got, err
+	got    []byte
+	err    error         // the read error that ended reading; io.EOF when the server closed
+	notify chan struct{} // signalled after every read; buffered 1
+}
+
+func newClient(t testing.TB, conn *net.TCPConn, body io.Reader) *client {
+	c := &client{t: t, conn: conn, body: body, notify: make(chan struct{}, 1)}
+	t.Cleanup(func() { conn.Close() })
+	return c
+}
+
+// read reads into buf once and records what it got.
+func (c *client) read(buf []byte) (int, error) {
+	n, err := c.body.Read(buf)
+	c.mu.Lock()
+	c.got = append(c.got, buf[:n]...)
+	if err != nil && c.err == nil {
+		c.err = err
+	}
+	c.mu.Unlock()
+	select {
+	case c.notify <- struct{}{}:
+	default:
+	}
+	return n, err
+}
+
+// start reads everything the server sends, as fast as it comes, until the
+// connection ends.
+func (c *client) start() *client {
+	go func() {
+		buf := make([]byte, 64<<10)
+		for {
+			if _, err := c.read(buf); err != nil {
+				return
+			}
+		}
+	}()
+	return c
+}
+
+// trickle reads at rate bytes per second until the connection ends: a slow
+// but steady reader. It keeps to the rate on average, catching up after
+// the scheduler kept it waiting, the way a slow link would.
+func (c *client) trickle(rate int) *client {
+	go func() {
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
+		buf := make([]byte, 64<<10)
+		start, total := time.Now(), 0
+		for range tick.C {
+			allowed := int(time.Since(start).Seconds()*float64(rate)) - total
+			if allowed <= 0 {
+				continue
+			}
+			n, err := c.read(buf[:min(allowed, len(buf))])
+			if err != nil {
+				return
+			}
+			total += n
+		}
+	}()
+	return c
+}
+
+// received returns the complete events so far and whether the stream has
+// ended.
+func (c *client) received() ([]sseEvent, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	evs, _ := parseSSE(c.got)
+	return evs, c.err != nil
+}
+
+// raw returns the bytes received so far.
+func (c *client) raw() []byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return bytes.Clone(c.got)
+}
+
+// await waits until cond holds for what the client received, failing t
+// after never.
+func (c *client) await(what string, cond func(evs []sseEvent, ended bool) bool) []sseEvent {
+	c.t.Helper()
+	return c.awaitWithin(never, what, cond)
+}
+
+// awaitWithin is await with another bound, for bulk transfers on a busy
+// machine.
+func (c *client) awaitWithin(bound time.Duration, what string, cond func(evs []sseEvent, ended bool) bool) []sseEvent {
+	c.t.Helper()
+	timeout := time.NewTimer(bound)
+	defer timeout.Stop()
+	for {
+		evs, ended := c.received()
+		if cond(evs, ended) {
+			return evs
+		}
+		select {
+		case <-c.notify:
+		case <-timeout.C:
+			c.t.Fatalf("timed out after %v waiting for the client to see %s; it has %d events, the last %q",
+				bound, what, len(evs), last(describe(evs)))
+		}
+	}
+}
+
+// awaitEnd reads, if the client was not reading, and waits until the
+// server closed the stream; it returns everything received.
+func (c *client) awaitEnd(reading bool) []sseEvent {
+	c.t.Helper()
+	if !reading {
+		c.start()
+	}
+	evs := c.await("the end of the stream", func(_ []sseEvent, ended bool) bool { return ended })
+	c.mu.Lock()
+	err := c.err
+	c.mu.Unlock()
+	if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+		c.t.Fatalf("stream ended with %v, not closed by the server", err)
+	}
+	return evs
+}
+
+func last(s []string) string {
+	if len(s) == 0 {
+		return ""
+	}
+	return s[len(s)-1]
+}
+
+// socketOpts are the socket buffer sizes of a test connection; 0 keeps the
+// system's.
+type socketOpts struct {
+	clientRcvbuf int // set before connecting, so the window is small from the start
+	serverSndbuf int
+}
+
+// smallBuffers are socket buffers small enough that a client which does
+// not read blocks the server after some KiB.
+func smallBuffers() socketOpts { return socketOpts{clientRcvbuf: 4096, serverSndbuf: 4096} }
+
+func setBuf(rc syscall.RawConn, opt, size int) error {
+	var serr error
+	err := rc.Control(func(fd uintptr) {
+		serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, opt, size)
+	})
+	return errors.Join(err, serr)
+}
+
+// dial connects to addr with opts' client side.
+func dial(t testing.TB, addr string, opts socketOpts) *net.TCPConn {
+	t.Helper()
+	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		if opts.clientRcvbuf == 0 {
+			return nil
+		}
+		return setBuf(rc, syscall.SO_RCVBUF, opts.clientRcvbuf)
+	}}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.(*net.TCPConn)
+}
+
+// sndbufListener sets SO_SNDBUF on the connections it accepts.
+type sndbufListener struct {
+	net.Listener
+	size int
+}
+
+func (l sndbufListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil && l.size > 0 {
+		rc, _ := c.(*net.TCPConn).SyscallConn()
+		err = setBuf(rc, syscall.SO_SNDBUF, l.size)
+	}
+	return c, err
+}
+
+// pooled subscribes to room for session in Pooled mode, attaches the server
+// end of a fresh loopback connection and returns the client end (not yet
+// reading). before runs between Subscribe and Attach, as a handler's
+// replay would.
+func pooled(t testing.TB, h *Hub, room, session string, opts socketOpts, before func(*Subscriber)) (*Subscriber, *client) {
+	t.Helper()
+	s, err := h.Subscribe(room, session, Pooled)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c := dial(t, ln.Addr().String(), opts)
+	srv, err := sndbufListener{ln, opts.serverSndbuf}.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if before != nil {
+		before(s)
+	}
+	if err := s.Attach(srv); err != nil {
+		t.Fatal(err)
+	}
+	return s, newClient(t, c, c)
+}
+
+// streamServer serves Goroutine-mode streams over HTTP/1.1, the way the
+// chat server's handler does: GET /?room=&session= subscribes, sends the
+// headers, runs the test's before hook (the replay's place) and serves.
+type streamServer struct {
+	hub  *Hub
+	addr string
+	subs chan *Subscriber // every subscriber, once subscribed
+
+	mu     sync.Mutex        // guards before
+	before func(*Subscriber) // may be nil
+}
+
+func startStreamServer(t testing.TB, h *Hub, serverSndbuf int) *streamServer {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ss := &streamServer{hub: h, addr: ln.Addr().String(), subs: make(chan *Subscriber, 100)}
+	srv := &http.Server{Handler: http.HandlerFunc(ss.handle), ReadHeaderTimeout: never}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		srv.Serve(sndbufListener{ln, serverSndbuf})
+	}()
+	t.Cleanup(func() {
+		srv.Close()
+		<-done
+	})
+	return ss
+}
+
+func (ss *streamServer) handle(w http.ResponseWriter, r *http.Request) {
+	s, err := ss.hub.Subscribe(r.URL.Query().Get("room"), r.URL.Query().Get("session"), Goroutine)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	ss.subs <- s
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.WriteHeader(http.StatusOK)
+	http.NewResponseController(w).Flush()
+	ss.mu.Lock()
+	before := ss.before
+	ss.mu.Unlock()
+	if before != nil {
+		before(s)
+	}
+	s.Serve(r.Context(), ResponseStream(w))
+}
+
+// open starts a stream and returns its subscriber and client, not yet
+// reading the body.
+func (ss *streamServer) open(t testing.TB, room, session string, opts socketOpts) (*Subscriber, *client) {
+	t.Helper()
+	c := dial(t, ss.addr, opts)
+	fmt.Fprintf(c, "GET /?room=%s&session=%s HTTP/1.1\r\nHost: test\r\n\r\n", room, session)
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("stream: status %d", resp.StatusCode)
+	}
+	select {
+	case s := <-ss.subs:
+		return s, newClient(t, c, resp.Body)
+	case <-time.After(never):
+		t.Fatal("the handler did not subscribe")
+		return nil, nil
+	}
+}
+
+// opener opens a stream in one mode; before runs between Subscribe and
+// Attach or Serve, where the handler writes the replay. In Goroutine mode
+// the server's socket buffers are those given to modes.
+type opener func(room, session string, opts socketOpts, before func(*Subscriber)) (*Subscriber, *client)
+
+// modes runs f for each mode, with a hub of cfg and a way to open a stream
+// in that mode.
+func modes(t *testing.T, cfg Config, server socketOpts, f func(t *testing.T, h *Hub, logs *logRecorder, open opener)) {
+	for _, mode := range []Mode{Pooled, Goroutine} {
+		t.Run(mode.String(), func(t *testing.T) {
+			h, logs := startHub(t, cfg)
+			var ss *streamServer
+			if mode == Goroutine {
+				ss = startStreamServer(t, h, server.serverSndbuf)
+			}
+			f(t, h, logs, func(room, session string, o socketOpts, before func(*Subscriber)) (*Subscriber, *client) {
+				t.Helper()
+				if mode == Pooled {
+					return pooled(t, h, room, session, o, before)
+				}
+				ss.mu.Lock()
+				ss.before = before
+				ss.mu.Unlock()
+				return ss.open(t, room, session, o)
+			})
+		})
+	}
+}

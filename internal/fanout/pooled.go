@@ -1,0 +1,140 @@
+package fanout
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"syscall"
+	"time"
+)
+
+// Attach gives a Pooled subscriber its connection, hijacked from net/http
+// after the handler wrote the response headers and the replay on it
+// (flushed: nothing may be left in a bufio.Writer). From now on the hub
+// owns conn: it writes, and it closes it when the stream ends. Attach
+// clears conn's read and write deadlines; the hub sets its own.
+//
+// conn must be a socket (implement syscall.Conn: *net.TCPConn,
+// *net.UnixConn), since the shared writers write its file descriptor
+// without blocking. Otherwise Attach returns an error and does not take
+// conn; so it does for a Goroutine subscriber or a second Attach.
+func (s *Subscriber) Attach(conn net.Conn) error {
+	if s.mode != Pooled {
+		return errors.New("attach: not a pooled subscriber")
+	}
+	sc, ok := conn.(syscall.Conn)
+	if !ok {
+		return fmt.Errorf("attach: a %T is not a socket the hub can write without blocking", conn)
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("attach: %w", err)
+	}
+	if err := conn.SetDeadline(time.Time{}); err != nil {
+		return fmt.Errorf("attach: %w", err)
+	}
+	s.mu.Lock()
+	switch {
+	case s.conn != nil:
+		s.mu.Unlock()
+		return errors.New("attach: already attached")
+	case s.closed: // while the handler wrote the replay
+		s.conn, s.rc = conn, rc
+		s.state = scheduled // the write token, to finish it at once
+		s.mu.Unlock()
+		s.hub.finish(s, newWritev())
+		return nil
+	}
+	s.setTarget(conn) // before a writer can hand s to a drain goroutine, which arms it
+	s.conn, s.rc = conn, rc
+	if len(s.q.evs) > 0 {
+		s.state = scheduled
+		s.hub.runq.push(s)
+	}
+	s.mu.Unlock()
+	return nil
+}
+
+// finish ends a pooled stream whose write token the caller holds: where no
+// event is half written, it tells the client why with a non-blocking write
+// (a disconnect event that does not fit is cut short by the close, and
+// EventSource drops an unfinished event), then closes the connection and
+// removes s. What is still queued is not written: the client resumes from
+// history.
+func (h *Hub) finish(s *Subscriber, wv *writev) {
+	s.setTarget(nil) // no interrupt may land on the farewell
+	s.mu.Lock()
+	reason := s.reason
+	s.q.reset()
+	s.mu.Unlock()
+	if fw := h.farewell[reason]; fw != nil && !s.pending.half() {
+		s.conn.SetWriteDeadline(time.Time{}) // an interrupt's deadline would fail the write
+		wv.write(s.conn, s.rc, [][]byte{fw.Wire}, false)
+	}
+	s.conn.Close()
+	s.pending.reset()
+	h.remove(s)
+}
+
+// pending is what the holder of a pooled subscriber's write token took
+// from its queue and has not yet written: the events' wires, the first
+// perhaps partly written.
+type pending struct {
+	bufs   [][]byte // bufs[head:] are unwritten; bufs[head] is resliced past what was written
+	head   int
+	off    int // bytes of the event at head already written
+	events int // events completed since the last written call
+	bytes  int // bytes written since the last written call
+}
+
+func (p *pending) add(wire []byte) { p.bufs = append(p.bufs, wire) }
+
+func (p *pending) empty() bool { return p.head == len(p.bufs) }
+
+// half reports whether an event is partly written: nothing else may be
+// written on the connection then, or the client would see garbage.
+func (p *pending) half() bool { return p.off > 0 }
+
+// next returns the unwritten buffers for one writev (at most maxIovecs)
+// and their total size.
+func (p *pending) next() ([][]byte, int) {
+	bufs := p.bufs[p.head:min(len(p.bufs), p.head+maxIovecs)]
+	size := 0
+	for _, b := range bufs {
+		size += len(b)
+	}
+	return bufs, size
+}
+
+// advance records that n bytes of the buffers from next were written.
+func (p *pending) advance(n int) {
+	p.bytes += n
+	for n > 0 {
+		rest := len(p.bufs[p.head]) // what is unwritten of it
+		if n < rest {
+			p.bufs[p.head] = p.bufs[p.head][n:]
+			p.off += n
+			return
+		}
+		n -= rest
+		p.bufs[p.head] = nil
+		p.head++
+		p.off = 0
+		p.events++
+	}
+	if p.empty() {
+		p.bufs, p.head = p.bufs[:0], 0
+		if cap(p.bufs) > keepCap {
+			p.bufs = nil
+		}
+	}
+}
+
+// written returns, and forgets, what advance recorded since the last call.
+func (p *pending) written() (events, bytes int) {
+	events, bytes = p.events, p.bytes
+	p.events, p.bytes = 0, 0
+	return events, bytes
+}
+
+func (p *pending) reset() { *p = pending{} }
