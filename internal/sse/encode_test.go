@@ -29,6 +29,8 @@ func TestAppendEvent(t *testing.T) {
 			"data: \n\n", ev("message", "", ""), true},
 		{"LF, CRLF and CR all split data lines", "", "", "a\nb\r\nc\rd",
 			"data: a\ndata: b\ndata: c\ndata: d\n\n", ev("message", "a\nb\nc\nd", ""), true},
+		{"CR alone splits too, and cannot inject", "", "", "a\r\rdata: injected\rid: 9",
+			"data: a\ndata: \ndata: data: injected\ndata: id: 9\n\n", ev("message", "a\n\ndata: injected\nid: 9", ""), true},
 		{"CR CR is two breaks, CRLF one", "", "", "a\r\rb\r\n\nc",
 			"data: a\ndata: \ndata: b\ndata: \ndata: c\n\n", ev("message", "a\n\nb\n\nc", ""), true},
 		{"trailing break kept", "", "", "a\n",

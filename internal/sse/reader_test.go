@@ -201,6 +201,12 @@ var specCases = []struct {
 	{"unterminated line discarded at EOF",
 		"data: a\n\ndata: b",
 		[]item{ev("message", "a", "")}, ""},
+	{"unterminated retry at EOF ignored",
+		"id: 1\ndata: a\n\nretry: 5",
+		[]item{ev("message", "a", "1")}, "1"},
+	{"unterminated comment at EOF ignored",
+		": c",
+		nil, ""},
 	{"a CR at EOF still ends a blank line",
 		"data: a\n\ndata: b\n\r",
 		[]item{ev("message", "a", ""), ev("message", "b", "")}, ""},
@@ -291,6 +297,14 @@ func TestReaderLineTooLong(t *testing.T) {
 					t.Errorf("%s, buffer %d: line of %d: %+v, %v, want one event and ErrLineTooLong", src.name, size, max+1, got, err)
 				}
 			}
+			// The error is final: the events after the long line are
+			// never read.
+			p := NewReaderSize(src.of(ok+"y\n\ndata: after\n\n"), size, max)
+			for i := range 2 {
+				if _, err := p.Next(); !errors.Is(err, ErrLineTooLong) {
+					t.Errorf("%s, buffer %d: call %d after a long line: %v, want ErrLineTooLong", src.name, size, i+1, err)
+				}
+			}
 			// A comment counts too.
 			if _, _, err = readAll(t, src.of(":"+strings.Repeat("c", max)+"\n"), size, max); !errors.Is(err, ErrLineTooLong) {
 				t.Errorf("%s, buffer %d: long comment: %v", src.name, size, err)
@@ -329,6 +343,12 @@ func TestReaderBounded(t *testing.T) {
 	got, _, err := readAll(t, strings.NewReader(strings.Repeat(line, 1000)), size, max)
 	if !errors.Is(err, ErrEventTooLarge) || len(got) != 0 {
 		t.Errorf("huge event: %d items, %v, want ErrEventTooLarge", len(got), err)
+	}
+	p = NewReaderSize(strings.NewReader(strings.Repeat(line, 100)+"\ndata: after\n\n"), size, max)
+	for i := range 2 {
+		if _, err := p.Next(); !errors.Is(err, ErrEventTooLarge) {
+			t.Errorf("call %d after a huge event: %v, want ErrEventTooLarge again", i+1, err)
+		}
 	}
 	// Just under the limit is fine: 99 lines of 101 bytes.
 	got, _, err = readAll(t, strings.NewReader(strings.Repeat(line, 99)+"\n"), size, max)
@@ -370,31 +390,40 @@ func TestReaderErrors(t *testing.T) {
 }
 
 func TestReaderReset(t *testing.T) {
-	p := NewReaderSize(strings.NewReader("retry: 3000\nid: 3\ndata: a\n\nid: 4\nevent: x\ndata: partial\n"), 16, 0)
-	var got []item
-	for {
-		it, err := p.Next()
-		if err != nil {
-			break
-		}
-		got = append(got, toItem(it))
-	}
-	// A new stream: BOM stripped again, the unfinished event forgotten,
-	// the last event ID (3: the 4 was never dispatched) and retry kept.
-	p.Reset(strings.NewReader("\xEF\xBB\xBFdata: b\n\n"))
-	for {
-		it, err := p.Next()
-		if err != nil {
-			if !errors.Is(err, io.EOF) {
-				t.Fatal(err)
+	for _, atEOF := range []bool{false, true} {
+		// The first stream is left with an unfinished event: after its
+		// retry line (Reset mid-stream), or at its end.
+		first := "id: 3\ndata: a\n\nid: 4\nevent: x\ndata: partial\nretry: 3000\n"
+		p := NewReaderSize(strings.NewReader(first), 16, 0)
+		var got []item
+		for {
+			it, err := p.Next()
+			if err != nil {
+				break
 			}
-			break
+			got = append(got, toItem(it))
+			if it.Kind == KindRetry && !atEOF {
+				break
+			}
 		}
-		got = append(got, toItem(it))
-	}
-	want := []item{retry(3 * time.Second), ev("message", "a", "3"), ev("message", "b", "3")}
-	if !reflect.DeepEqual(got, want) || p.Retry() != 3*time.Second {
-		t.Errorf("got %+v, retry %v; want %+v", got, p.Retry(), want)
+		// A new stream: BOM stripped again, the unfinished event
+		// forgotten, the last event ID (3: the 4 was never dispatched)
+		// and the retry kept.
+		p.Reset(strings.NewReader("\xEF\xBB\xBFdata: b\n\n"))
+		for {
+			it, err := p.Next()
+			if err != nil {
+				if !errors.Is(err, io.EOF) {
+					t.Fatal(err)
+				}
+				break
+			}
+			got = append(got, toItem(it))
+		}
+		want := []item{ev("message", "a", "3"), retry(3 * time.Second), ev("message", "b", "3")}
+		if !reflect.DeepEqual(got, want) || p.Retry() != 3*time.Second {
+			t.Errorf("reset at EOF %v: got %+v, retry %v; want %+v", atEOF, got, p.Retry(), want)
+		}
 	}
 }
 
