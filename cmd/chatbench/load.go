@@ -18,6 +18,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"chatroom/internal/chat"
+	"chatroom/internal/sse"
 )
 
 // Tuning constants.
@@ -32,6 +35,7 @@ const (
 	scheduleLead   = 20 * time.Millisecond  // first POST this long after sending is set up
 	lagWarn        = 100 * time.Millisecond // warn when the sender falls this far behind
 	otherWarn      = 0.2                    // warn when other processes used this many CPUs meanwhile
+	maxSSELine     = 1 << 20                // longest SSE line (and event data) a stream may send
 )
 
 // bench holds what lives across scenarios: the HTTP clients, the built
@@ -317,11 +321,11 @@ func (b *bench) loginOne(ctx context.Context, user, target string) (session, err
 type runState struct {
 	tag      []byte // run tag in every message text: ignore other runs' messages
 	msgs     int
-	ids      []atomic.Uint64 // packed stream ID seen first for each message
-	unique   atomic.Int64    // unique deliveries of this run's messages
-	idErrs   atomic.Int64    // a message seen with two different IDs
-	lastRecv atomic.Int64    // unix ns of the latest delivery
-	conns    atomic.Int64    // subscribers connected (retry: read)
+	ids      []atomic.Pointer[chat.ID] // stream ID seen first for each message
+	unique   atomic.Int64              // unique deliveries of this run's messages
+	idErrs   atomic.Int64              // a message seen with two different IDs
+	lastRecv atomic.Int64              // unix ns of the latest delivery
+	conns    atomic.Int64              // subscribers connected (retry: read)
 
 	errMu    sync.Mutex // guards firstErr
 	firstErr error      // first error of a subscriber that never connected
@@ -350,7 +354,7 @@ type subscriber struct {
 	discon   int64
 	notices  int64
 	statuses int64
-	lastID   uint64
+	lastID   chat.ID
 	conned   bool
 	err      error
 }
@@ -358,7 +362,7 @@ type subscriber struct {
 // run reads the stream, reconnecting with last_event_id when it ends,
 // until ctx is done. connected is called once, at the first retry: line.
 func (s *subscriber) run(ctx context.Context, b *bench, st *runState, connected func()) {
-	var p *sseReader
+	var p *sse.Reader
 	backoff := reconnectDelay
 	for attempt := 0; attempt <= b.cfg.maxReconnects; attempt++ {
 		if attempt > 0 {
@@ -370,25 +374,14 @@ func (s *subscriber) run(ctx context.Context, b *bench, st *runState, connected 
 			}
 			backoff = min(backoff*2, maxBackoff)
 		}
-		u := s.sess.target + "/stream"
 		var last []byte
 		if p != nil {
-			last = p.LastID()
+			last = p.LastEventID()
 		}
-		if len(last) > 0 {
-			u += "?last_event_id=" + url.QueryEscape(string(last))
-		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+		req, err := streamRequest(ctx, s.sess, last)
 		if err != nil {
 			s.err = err
 			return
-		}
-		req.Header.Set("Accept", "text/event-stream")
-		if len(last) > 0 {
-			req.Header.Set("Last-Event-ID", string(last))
-		}
-		for _, c := range s.sess.cookies {
-			req.AddCookie(c)
 		}
 		resp, err := b.stream.Do(req)
 		if ctx.Err() != nil {
@@ -397,6 +390,9 @@ func (s *subscriber) run(ctx context.Context, b *bench, st *runState, connected 
 			}
 			return
 		}
+		if err == nil {
+			err = checkStream(resp)
+		}
 		if err != nil {
 			s.err = err
 			if !s.conned {
@@ -404,17 +400,8 @@ func (s *subscriber) run(ctx context.Context, b *bench, st *runState, connected 
 			}
 			continue
 		}
-		if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
-			body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-			resp.Body.Close()
-			s.err = fmt.Errorf("GET /stream: %s %q", resp.Status, body)
-			if !s.conned {
-				st.subErr(s.err)
-			}
-			continue
-		}
 		if p == nil {
-			p = newSSEReader(resp.Body, b.cfg.readBuf)
+			p = sse.NewReaderSize(resp.Body, b.cfg.readBuf, maxSSELine)
 		} else {
 			p.Reset(resp.Body)
 		}
@@ -427,24 +414,60 @@ func (s *subscriber) run(ctx context.Context, b *bench, st *runState, connected 
 	}
 }
 
+// streamRequest is the GET /stream of sess, resuming after the last event
+// ID when one is given (as the query parameter, like a page's first
+// connection, and as Last-Event-ID, like EventSource).
+func streamRequest(ctx context.Context, sess session, last []byte) (*http.Request, error) {
+	u := sess.target + "/stream"
+	if len(last) > 0 {
+		u += "?last_event_id=" + url.QueryEscape(string(last))
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "text/event-stream")
+	if len(last) > 0 {
+		req.Header.Set("Last-Event-ID", string(last))
+	}
+	for _, c := range sess.cookies {
+		req.AddCookie(c)
+	}
+	return req, nil
+}
+
+// checkStream returns an error, and closes the body, unless resp opens an
+// event stream.
+func checkStream(resp *http.Response) error {
+	if resp.StatusCode == http.StatusOK && strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		return nil
+	}
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	resp.Body.Close()
+	return fmt.Errorf("GET /stream: %s %q", resp.Status, body)
+}
+
 // read consumes one stream until it ends.
-func (s *subscriber) read(p *sseReader, st *runState, connected func()) error {
+func (s *subscriber) read(p *sse.Reader, st *runState, connected func()) error {
 	for {
-		kind, err := p.Next()
+		it, err := p.Next()
 		if err != nil {
 			return err
 		}
-		if kind == sseRetry {
+		switch it.Kind {
+		case sse.KindRetry:
 			if !s.conned {
 				s.conned = true
 				connected()
 			}
 			continue
+		case sse.KindComment:
+			continue
 		}
 		now := time.Now().UnixNano()
-		switch string(p.Event()) {
+		switch string(it.Type) {
 		case "message":
-			s.onMessage(p, st, now)
+			s.onMessage(it, st, now)
 		case "disconnect":
 			s.discon++
 		case "notice":
@@ -455,8 +478,10 @@ func (s *subscriber) read(p *sseReader, st *runState, connected func()) error {
 	}
 }
 
-func (s *subscriber) onMessage(p *sseReader, st *runState, now int64) {
-	text, ok := extractText(p.Data())
+// onMessage records a message event: its latency, duplicates, and the
+// order of its stream ID.
+func (s *subscriber) onMessage(it sse.Item, st *runState, now int64) {
+	text, ok := extractText(it.Data)
 	if !ok {
 		s.foreign++
 		return
@@ -466,17 +491,24 @@ func (s *subscriber) onMessage(p *sseReader, st *runState, now int64) {
 		s.foreign++
 		return
 	}
-	if id, ok := parseStreamID(p.LastID()); ok {
-		if id <= s.lastID {
+	// A server whose IDs are not stream IDs gets no ID checks.
+	if id, err := chat.ParseID(string(it.ID)); err == nil {
+		if !id.After(s.lastID) {
 			s.idOrder++
 		}
 		s.lastID = id
 		slot := &st.ids[seq]
-		if prev := slot.Load(); prev == 0 {
-			if !slot.CompareAndSwap(0, id) && slot.Load() != id {
-				st.idErrs.Add(1)
+		first := slot.Load()
+		if first == nil {
+			mine := new(chat.ID) // once per message, by its first receiver
+			*mine = id
+			if slot.CompareAndSwap(nil, mine) {
+				first = mine
+			} else {
+				first = slot.Load()
 			}
-		} else if prev != id {
+		}
+		if *first != id {
 			st.idErrs.Add(1)
 		}
 	}
@@ -528,7 +560,7 @@ func (b *bench) runScenario(ctx context.Context, s scenario, runNo int) (res *re
 	tagb := make([]byte, 4)
 	_, _ = rand.Read(tagb)
 	tag := hex.EncodeToString(tagb)
-	st := &runState{tag: []byte(tag), msgs: M, ids: make([]atomic.Uint64, M)}
+	st := &runState{tag: []byte(tag), msgs: M, ids: make([]atomic.Pointer[chat.ID], M)}
 	res = &result{Scenario: s.Name, Run: runNo, Instances: k, Subs: s.Subs, Rate: s.Rate,
 		SendSec: cfg.duration.Seconds(), Msgs: M, PostErrors: map[string]int{}}
 	if M == 0 {
