@@ -15,7 +15,7 @@ import (
 // clusterTimeout bounds cluster creation and the wait for cluster_state:ok.
 const clusterTimeout = 30 * time.Second
 
-// Cluster is a Redis Cluster of masters only, without replicas.
+// Cluster is a Redis Cluster of masters, each with 0 or more replicas.
 type Cluster struct {
 	nodes  []*Server
 	client *redis.ClusterClient
@@ -27,6 +27,13 @@ type Cluster struct {
 // reports cluster_state:ok with all 16384 slots assigned. Everything is
 // stopped at t.Cleanup.
 func StartCluster(t testing.TB, masters int) *Cluster {
+	t.Helper()
+	return StartClusterWithReplicas(t, masters, 0)
+}
+
+// StartClusterWithReplicas is StartCluster with replicas replicas per
+// master (masters*(1+replicas) nodes).
+func StartClusterWithReplicas(t testing.TB, masters, replicas int) *Cluster {
 	t.Helper()
 	if masters < 3 {
 		t.Fatalf("redistest: a Redis Cluster needs at least 3 masters, got %d", masters)
@@ -43,7 +50,8 @@ func StartCluster(t testing.TB, masters int) *Cluster {
 		"--save", "",
 		"--appendonly", "no",
 	}
-	for i := range masters {
+	nodes := masters * (1 + replicas)
+	for i := range nodes {
 		s, err := newServer(t, fmt.Sprintf("node%d", i), serverArgs(extra), freeClusterPort)
 		if err != nil {
 			t.Fatalf("redistest: cluster node %d: %v", i, err)
@@ -53,7 +61,7 @@ func StartCluster(t testing.TB, masters int) *Cluster {
 
 	ctx, cancel := context.WithTimeout(context.Background(), clusterTimeout)
 	defer cancel()
-	args := slices.Concat([]string{"--cluster", "create"}, c.Addrs(), []string{"--cluster-replicas", "0", "--cluster-yes"})
+	args := slices.Concat([]string{"--cluster", "create"}, c.Addrs(), []string{"--cluster-replicas", fmt.Sprint(replicas), "--cluster-yes"})
 	cmd := exec.CommandContext(ctx, cli, args...)
 	cmd.SysProcAttr = sysProcAttr()
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -73,7 +81,7 @@ func StartCluster(t testing.TB, masters int) *Cluster {
 			return f["cluster_state"] == "ok" &&
 				f["cluster_slots_assigned"] == "16384" &&
 				f["cluster_slots_ok"] == "16384" &&
-				f["cluster_known_nodes"] == fmt.Sprint(masters), nil
+				f["cluster_known_nodes"] == fmt.Sprint(nodes), nil
 		})
 		if err != nil {
 			t.Fatalf("redistest: cluster node %s not ready: %v\n%s", n.Addr(), err, info)
@@ -84,6 +92,42 @@ func StartCluster(t testing.TB, masters int) *Cluster {
 	// Registered after the nodes' cleanups, so it runs before them.
 	t.Cleanup(func() { _ = c.client.Close() })
 	return c
+}
+
+// MasterOf returns the node that is master for key's slot.
+func (c *Cluster) MasterOf(t testing.TB, key string) *Server {
+	t.Helper()
+	m, err := c.client.MasterForKey(context.Background(), key)
+	if err != nil {
+		t.Fatalf("redistest: master for %s: %v", key, err)
+	}
+	for _, n := range c.nodes {
+		if n.Addr() == m.Options().Addr {
+			return n
+		}
+	}
+	t.Fatalf("redistest: master %s of %s is not a node of this cluster", m.Options().Addr, key)
+	return nil
+}
+
+// ReplicasOf returns the nodes replicating master, once each has finished
+// its first synchronisation.
+func (c *Cluster) ReplicasOf(t testing.TB, master *Server) []*Server {
+	t.Helper()
+	var out []*Server
+	for _, n := range c.nodes {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		info, err := n.Client().Info(ctx, "replication").Result()
+		cancel()
+		if err != nil {
+			t.Fatalf("redistest: INFO replication of %s: %v", n.Addr(), err)
+		}
+		f := infoFields(info)
+		if f["role"] == "slave" && f["master_port"] == fmt.Sprint(master.Port()) {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // Addrs returns the nodes' "127.0.0.1:port" addresses.

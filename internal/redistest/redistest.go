@@ -214,6 +214,26 @@ func (s *Server) Stop() {
 	}
 }
 
+// Pause stops the process (SIGSTOP) without closing its connections: to
+// its peers it looks alive but answers nothing, like a server stuck on a
+// slow disk. Resume lets it go on; cleanup resumes it before stopping it.
+func (s *Server) Pause() {
+	s.signal(syscall.SIGSTOP)
+	s.t.Cleanup(s.Resume)
+}
+
+// Resume continues a paused process (SIGCONT).
+func (s *Server) Resume() { s.signal(syscall.SIGCONT) }
+
+func (s *Server) signal(sig syscall.Signal) {
+	s.mu.Lock()
+	p := s.proc
+	s.mu.Unlock()
+	if p != nil && p.cmd.Process != nil {
+		p.cmd.Process.Signal(sig)
+	}
+}
+
 // Restart stops the server if it is running (gracefully), then starts it
 // again on the same port with the same directory and data, and waits until
 // it answers PING. If the port is briefly taken by something else it
