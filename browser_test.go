@@ -310,6 +310,38 @@ func (b *browserTab) messages() []shownMessage {
 	return pageEval[[]shownMessage](b, pageMessagesJS)
 }
 
+// receivedMessages returns the message events the page's EventSource
+// delivered, raw (window.chatReceived, recorded before the page's own
+// "already shown" check), as "<id> <text>".
+func (b *browserTab) receivedMessages() []string {
+	b.t.Helper()
+	return pageEval[[]string](b, `window.chatReceived.filter((e) => e.type === "message").map((e) => {
+		const m = JSON.parse(e.data);
+		return (e.id === m.id ? m.id : "id-mismatch:" + e.id + "/" + m.id) + " " + m.text;
+	})`)
+}
+
+// checkReceived requires the page to have received exactly want, each once,
+// in order, with strictly increasing IDs: a duplicate or a reorder from the
+// server fails here even though the page would hide it.
+func checkReceived(t *testing.T, b *browserTab, want []string) {
+	t.Helper()
+	raw := b.receivedMessages()
+	var texts []string
+	prev := ""
+	for _, r := range raw {
+		id, text, _ := strings.Cut(r, " ")
+		if strings.HasPrefix(id, "id-mismatch:") || (prev != "" && compareShownIDs(prev, id) >= 0) {
+			t.Errorf("%s received %q after %q: IDs not strictly increasing (or event id differs from the data's)", b.name, id, prev)
+		}
+		prev = id
+		texts = append(texts, text)
+	}
+	if !slices.Equal(texts, want) {
+		t.Errorf("%s received (raw, in order):\n%q\nwant each once, in order:\n%q", b.name, texts, want)
+	}
+}
+
 // jsLiteral quotes s as a JavaScript string literal.
 func jsLiteral(s string) string {
 	q, _ := json.Marshal(s) // a JSON string is a JavaScript string literal
@@ -445,6 +477,15 @@ func TestBrowserChat(t *testing.T) {
 		t.Errorf("bob's reloaded page shows the last message by %q (own %v), want %q", last.User, last.Own, evilName)
 	}
 
+	var all []string
+	for _, line := range conversation {
+		all = append(all, line.text)
+	}
+	all = append(all, payloads...)
+	all = append(all, "hello from a strange name")
+	checkReceived(t, alice, all)
+	checkReceived(t, mallory, []string{"hello from a strange name"})
+
 	for _, u := range []*browserTab{alice, bob, mallory} {
 		// No payload turned into markup anywhere on the page.
 		if n := pageEval[int](u, `document.querySelectorAll("#messages img, #messages script, header img, header script").length`); n != 0 {
@@ -484,8 +525,10 @@ func TestBrowserChat(t *testing.T) {
 	})
 }
 
-// saveREADMEScreenshot saves the tab's viewport as docs/screenshot.png, the
-// picture the README shows.
+// saveREADMEScreenshot saves the tab's viewport to the file named by
+// $SCREENSHOT (`make screenshot` sets docs/screenshot.png, the picture the
+// README shows), or else into the test's temporary directory: a test run
+// never rewrites a tracked file.
 func saveREADMEScreenshot(t *testing.T, b *browserTab) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(b.ctx, browserWait)
@@ -497,7 +540,10 @@ func saveREADMEScreenshot(t *testing.T, b *browserTab) {
 	if len(png) > 300<<10 {
 		t.Errorf("screenshot is %d KiB, want at most 300 KiB", len(png)>>10)
 	}
-	path := filepath.Join("docs", "screenshot.png")
+	path := os.Getenv("SCREENSHOT")
+	if path == "" {
+		path = filepath.Join(t.TempDir(), "screenshot.png")
+	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -666,6 +712,7 @@ func TestBrowserSurvivesRestarts(t *testing.T) {
 	if !slices.Equal(texts, accepted) {
 		t.Errorf("the page shows (in order):\n%q\nwant every accepted message once, in order:\n%q", texts, accepted)
 	}
+	checkReceived(t, dave, accepted)
 	for i := 1; i < len(ids); i++ {
 		if compareShownIDs(ids[i-1], ids[i]) >= 0 {
 			t.Errorf("data-id %s follows %s: not strictly increasing", ids[i], ids[i-1])

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"chatroom/internal/chat"
 	"strings"
 	"testing"
 	"time"
@@ -9,7 +10,7 @@ import (
 )
 
 // texts returns the texts of msgs.
-func texts(msgs []Message) []string {
+func texts(msgs []chat.Message) []string {
 	out := make([]string, len(msgs))
 	for i, m := range msgs {
 		out[i] = m.Text
@@ -17,7 +18,7 @@ func texts(msgs []Message) []string {
 	return out
 }
 
-func sameTexts(got []Message, want []string) bool {
+func sameTexts(got []chat.Message, want []string) bool {
 	return strings.Join(texts(got), "\x00") == strings.Join(want, "\x00")
 }
 

@@ -10,6 +10,9 @@ import (
 	"time"
 )
 
+// maxStreamsLimit is the most -max-streams may be; 0 means this many.
+const maxStreamsLimit = 1 << 20
+
 // config is every setting of the server. Each has a flag and an environment
 // variable; the flag wins.
 type config struct {
@@ -32,6 +35,9 @@ type config struct {
 	maxStreams      int
 	perSession      int
 	streamBuffer    int
+	streamBytes     int
+	replayMax       int
+	replayMaxBytes  int
 	streamMode      string
 	heartbeat       time.Duration
 	writeTimeout    time.Duration
@@ -96,8 +102,11 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	num(&c.ratePasswords, "rate-passwords", "RATE_PASSWORDS", 5, "password attempts per minute per name and IP (0: no limit)")
 	num(&c.maxStreams, "max-streams", "MAX_STREAMS", 20000, "open streams per instance; beyond it /stream answers 503 (0: up to 1048576)")
 	num(&c.perSession, "streams-per-session", "STREAMS_PER_SESSION", 8, "open streams per login (0: no limit)")
-	num(&c.streamBuffer, "stream-buffer", "STREAM_BUFFER", 256, "events queued per stream before a slow client is disconnected")
-	str(&c.streamMode, "stream-mode", "STREAM_MODE", "takeover", "how HTTP/1 streams are served: takeover (shared writers, a few KiB each) or goroutine (one per stream)")
+	num(&c.streamBuffer, "stream-buffer", "STREAM_BUFFER", 256, "events queued per stream (not yet written to its socket) before a slow client is disconnected")
+	num(&c.streamBytes, "stream-buffer-bytes", "STREAM_BUFFER_BYTES", 1<<20, "bytes queued per stream (not yet written to its socket) before a slow client is disconnected")
+	num(&c.replayMax, "replay-max", "REPLAY_MAX", 300, "most messages replayed when a stream resumes; beyond, the newest are sent with a history-trimmed notice")
+	num(&c.replayMaxBytes, "replay-max-bytes", "REPLAY_MAX_BYTES", 1<<20, "most bytes of messages replayed when a stream resumes")
+	str(&c.streamMode, "stream-mode", "STREAM_MODE", "pooled", "how plain HTTP/1 streams are served: pooled (connection taken over by shared writers, a few KiB each) or goroutine (one per stream); TLS and HTTP/2 streams are always goroutine")
 	dur(&c.heartbeat, "heartbeat", "HEARTBEAT", 15*time.Second, "interval of heartbeat comments on streams")
 	dur(&c.writeTimeout, "write-timeout", "WRITE_TIMEOUT", 10*time.Second, "a stream whose writes make no progress this long is closed")
 	num(&c.waitReplicas, "redis-wait-replicas", "REDIS_WAIT_REPLICAS", 0, "a post waits until this many Redis replicas have it (WAIT) before answering 204")
@@ -157,8 +166,10 @@ func (c config) validate() error {
 	check(c.pageHistory >= 0, "-page-history must not be negative")
 	check(c.maxMessage >= 1, "-max-message must be at least 1")
 	check(c.streamBuffer >= 2, "-stream-buffer must be at least 2")
-	check(c.maxStreams >= 0 && c.maxStreams <= maxStreamsUnlimited && c.perSession >= 0, "stream limits must be between 0 and %d", maxStreamsUnlimited)
-	check(c.streamMode == "takeover" || c.streamMode == "goroutine", "-stream-mode must be takeover or goroutine")
+	check(c.maxStreams >= 0 && c.maxStreams <= maxStreamsLimit && c.perSession >= 0, "stream limits must be between 0 and %d", maxStreamsLimit)
+	check(c.streamBytes >= 4096, "-stream-buffer-bytes must be at least 4096")
+	check(c.replayMax >= 1 && c.replayMaxBytes >= 1, "-replay-max and -replay-max-bytes must be at least 1")
+	check(c.streamMode == "pooled" || c.streamMode == "goroutine", "-stream-mode must be pooled or goroutine")
 	check(c.heartbeat > 0 && c.writeTimeout > 0 && c.probeInterval > 0 && c.probeTimeout > 0, "durations must be positive")
 	check((c.tlsCert == "") == (c.tlsKey == ""), "-tls-cert and -tls-key go together")
 	for _, k := range c.secrets() {

@@ -51,7 +51,7 @@ func TestConfigHelp(t *testing.T) {
 				{"max-message", "MAX_MESSAGE_LEN", "2000"},
 				{"rate-posts", "RATE_POSTS", "5"},
 				{"rate-burst", "RATE_BURST", "10"},
-				{"stream-mode", "STREAM_MODE", `"takeover"`},
+				{"stream-mode", "STREAM_MODE", `"pooled"`},
 				{"heartbeat", "HEARTBEAT", "15s"},
 				{"session-keys", "SESSION_KEYS", ""},
 				{"shutdown-timeout", "SHUTDOWN_TIMEOUT", "8s"},
@@ -159,11 +159,11 @@ func TestConfigEnvFallback(t *testing.T) {
 	}
 
 	c, err = parseConfig([]string{"chatroom", "-addr", "127.0.0.1:7002", "-redis", "", "-history", "7",
-		"-stream-mode", "takeover", "-secure-cookies=false", "-rate-posts", "9"}, getenv, io.Discard)
+		"-stream-mode", "pooled", "-secure-cookies=false", "-rate-posts", "9"}, getenv, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.addr != "127.0.0.1:7002" || c.redisURL != "" || c.historyLen != 7 || c.streamMode != "takeover" ||
+	if c.addr != "127.0.0.1:7002" || c.redisURL != "" || c.historyLen != 7 || c.streamMode != "pooled" ||
 		c.secureCookies || c.ratePosts != 9 {
 		t.Fatalf("flags did not win over the environment: %+v", c)
 	}
@@ -196,7 +196,7 @@ func TestConfigEnvEndToEnd(t *testing.T) {
 		t.Errorf("REDIS_URL was set but an embedded Redis started:\n%s", out)
 	}
 	login(t, base, "alice").post("stored in the real redis")
-	n, err := rs.Client().XLen(t.Context(), historyKey(defaultRoom)).Result()
+	n, err := rs.Client().XLen(t.Context(), chatHistoryKey).Result()
 	if err != nil || n != 1 {
 		t.Fatalf("the redis at REDIS_URL holds %d messages (%v), want 1", n, err)
 	}
@@ -217,8 +217,8 @@ func TestConfigInvalid(t *testing.T) {
 		{"negative page history", []string{"-page-history", "-1"}, nil, "-page-history must not be negative"},
 		{"max message zero", []string{"-max-message", "0"}, nil, "-max-message must be at least 1"},
 		{"stream buffer too small", []string{"-stream-buffer", "1"}, nil, "-stream-buffer must be at least 2"},
-		{"unknown stream mode", []string{"-stream-mode", "threads"}, nil, "-stream-mode must be takeover or goroutine"},
-		{"env unknown stream mode", nil, map[string]string{"STREAM_MODE": "threads"}, "-stream-mode must be takeover or goroutine"},
+		{"unknown stream mode", []string{"-stream-mode", "threads"}, nil, "-stream-mode must be pooled or goroutine"},
+		{"env unknown stream mode", nil, map[string]string{"STREAM_MODE": "threads"}, "-stream-mode must be pooled or goroutine"},
 		{"duration without unit", []string{"-heartbeat", "15"}, nil, `invalid value "15" for flag -heartbeat`},
 		{"zero duration", []string{"-heartbeat", "0s"}, nil, "durations must be positive"},
 		{"negative limit", []string{"-max-streams", "-1"}, nil, "stream limits must be between 0 and"},

@@ -22,6 +22,10 @@ import (
 	"github.com/go-redis/redis_rate/v10"
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/crypto/bcrypt"
+
+	"chatroom/internal/broker"
+	"chatroom/internal/chat"
+	"chatroom/internal/fanout"
 )
 
 //go:embed templates static
@@ -47,8 +51,8 @@ type deps struct {
 	log         *slog.Logger
 	pages       *template.Template
 	sessions    *sessionStore
-	broker      *broker
-	hub         *hub
+	broker      *broker.Broker
+	hub         *fanout.Hub
 	rdb         redis.UniversalClient
 	limiter     *redis_rate.Limiter
 	limits      limits
@@ -117,10 +121,17 @@ func httpError(w http.ResponseWriter, status int, msg string) {
 
 // handleChat serves GET /: the chat page with the latest messages rendered
 // on the server, or a redirect to /login.
+//
+// The page always carries the position its stream starts from (the body's
+// data-last-id), so nothing posted between rendering and subscribing is
+// missed: the newest stored ID, "0-0" when the history is empty, and when
+// Redis cannot be read, a position taken from the clock a little in the
+// past (the stream then replays what was stored since; maxClockSkew covers
+// the difference between this clock and Redis's).
 func handleChat(d deps) http.Handler {
 	type page struct {
 		User, UID string
-		Messages  []Message
+		Messages  []chat.Message
 		LastID    string
 		MaxLen    int
 		Degraded  bool
@@ -132,22 +143,18 @@ func handleChat(d deps) http.Handler {
 			return
 		}
 		p := page{User: who.Name, UID: who.UID, MaxLen: d.maxMessage}
-		msgs, err := d.broker.Recent(r.Context(), defaultRoom, d.pageHistory)
+		msgs, pos, err := d.broker.Recent(r.Context(), chat.DefaultRoom, d.pageHistory)
 		if err != nil {
-			// The page still works: its stream starts from "now" once
-			// Redis is back, and says the chat is degraded meanwhile.
+			// The page still works: its stream catches up once Redis is
+			// back, and says the chat is degraded meanwhile.
 			d.log.Warn("chat page without history", "err", err)
 			p.Degraded = true
+			pos = chat.ID{Ms: uint64(time.Now().Add(-maxClockSkew).UnixMilli())}
 		}
 		p.Messages = msgs
-		switch {
-		case len(msgs) > 0:
-			p.LastID = msgs[len(msgs)-1].ID
-		case err == nil && d.pageHistory > 0:
-			// History is empty: the stream must still start from the
-			// beginning, or messages posted before it opens are lost.
-			// "0-1" precedes every ID Redis issues ("0-0" is no ID).
-			p.LastID = "0-1"
+		p.LastID = pos.String()
+		if pos.IsZero() {
+			p.LastID = "0-0" // before the first message
 		}
 		render(w, d, http.StatusOK, "chat.html", p)
 	})
@@ -191,11 +198,11 @@ func handleLogin(d deps) http.Handler {
 		// Malformed names are refused before the rate limit, so honest
 		// typos do not use up the budget; a cheap length check first keeps
 		// huge names from costing normalisation time.
-		if len(raw) > 8*maxNameLen {
-			fail(http.StatusBadRequest, fmt.Sprintf("That name cannot be used: name is too long: the limit is %d characters.", maxNameLen), "")
+		if len(raw) > 8*chat.MaxNameLen {
+			fail(http.StatusBadRequest, fmt.Sprintf("That name cannot be used: name is too long: the limit is %d characters.", chat.MaxNameLen), "")
 			return
 		}
-		name, key, err := cleanName(raw)
+		name, key, err := chat.CleanName(raw)
 		if err != nil {
 			fail(http.StatusBadRequest, "That name cannot be used: "+err.Error()+".", "")
 			return
@@ -342,7 +349,7 @@ func handlePost(d deps) http.Handler {
 			httpError(w, http.StatusBadRequest, err.Error())
 			return
 		}
-		text, err := cleanMessage(raw, d.maxMessage)
+		text, err := chat.CleanMessage(raw, d.maxMessage)
 		if err != nil {
 			status, msg := errorStatus(err)
 			httpError(w, status, msg)
@@ -360,7 +367,7 @@ func handlePost(d deps) http.Handler {
 			httpError(w, http.StatusTooManyRequests, fmt.Sprintf("slow down: you are sending messages too fast (limit %d per second); try again in %s s", d.limits.postsPerSec, retryAfter(wait)))
 			return
 		}
-		msg := Message{User: who.Name, UID: who.UID, Text: text, Time: time.Now().UTC()}
+		msg := chat.Message{User: who.Name, UID: who.UID, Text: text, Time: time.Now().UTC()}
 		// The page sends a client_id per typed message, kept when it
 		// resends after an error: a resend of a message that was in fact
 		// stored is then not stored twice. Without one, a random token
@@ -369,9 +376,9 @@ func handlePost(d deps) http.Handler {
 		if clientID != "" {
 			token = who.UID + ":" + clientID
 		}
-		if _, err := d.broker.Publish(r.Context(), defaultRoom, token, msg); err != nil {
+		if _, err := d.broker.Publish(r.Context(), chat.DefaultRoom, token, msg); err != nil {
 			d.log.Warn("post failed", "err", err)
-			if errors.Is(err, errNotReplicated) {
+			if errors.Is(err, broker.ErrNotReplicated) {
 				httpError(w, http.StatusServiceUnavailable, "message not confirmed: it may appear in the chat, but the store could not guarantee it is safe; check before sending it again")
 				return
 			}
@@ -445,11 +452,13 @@ func handleHealthz() http.Handler {
 // through Redis (the subscription's own probe came back), else 503.
 func handleReadyz(d deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		st := d.hub.stats()
+		st := d.hub.Stats()
 		body := struct {
-			Ready bool `json:"ready"`
-			hubStats
-		}{d.broker.Ready(), st}
+			Ready     bool         `json:"ready"`
+			Streams   int          `json:"streams"`
+			Evictions int64        `json:"evictions"`
+			Broker    broker.Stats `json:"broker"`
+		}{d.broker.Ready(), st.Streams, st.Evictions, d.broker.Stats()}
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")
 		if !body.Ready {
@@ -482,14 +491,14 @@ func readForm(w http.ResponseWriter, r *http.Request) (url.Values, error) {
 		// The tutorial's clients always send a form; an empty body just
 		// has no fields, reported below as a missing field.
 	case err != nil:
-		return nil, badInput(http.StatusUnsupportedMediaType, "send the form as application/x-www-form-urlencoded or multipart/form-data")
+		return nil, chat.BadInput(http.StatusUnsupportedMediaType, "send the form as application/x-www-form-urlencoded or multipart/form-data")
 	case ct == "multipart/form-data":
 		if err := r.ParseMultipartForm(maxFormBytes); err != nil {
 			return nil, formError(err)
 		}
 		return r.PostForm, nil
 	case ct != "application/x-www-form-urlencoded":
-		return nil, badInput(http.StatusUnsupportedMediaType, "send the form as application/x-www-form-urlencoded or multipart/form-data, not %s", ct)
+		return nil, chat.BadInput(http.StatusUnsupportedMediaType, "send the form as application/x-www-form-urlencoded or multipart/form-data, not %s", ct)
 	}
 	if err := r.ParseForm(); err != nil {
 		return nil, formError(err)
@@ -500,9 +509,9 @@ func readForm(w http.ResponseWriter, r *http.Request) (url.Values, error) {
 func formError(err error) error {
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) || errors.Is(err, multipart.ErrMessageTooLarge) {
-		return badInput(http.StatusRequestEntityTooLarge, "the request is too large: at most %d KiB", maxFormBytes>>10)
+		return chat.BadInput(http.StatusRequestEntityTooLarge, "the request is too large: at most %d KiB", maxFormBytes>>10)
 	}
-	return badInput(http.StatusBadRequest, "the form could not be read: %v", err)
+	return chat.BadInput(http.StatusBadRequest, "the form could not be read: %v", err)
 }
 
 // field returns the single value of a form field. A field given twice is
@@ -522,9 +531,9 @@ func field(form url.Values, name string, required bool) (string, error) {
 
 // errorStatus maps an error to the status and message the client sees.
 func errorStatus(err error) (int, string) {
-	var ie *inputError
+	var ie *chat.InputError
 	if errors.As(err, &ie) {
-		return ie.status, ie.msg
+		return ie.Status, ie.Msg
 	}
 	return http.StatusBadRequest, err.Error()
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"chatroom/internal/chat"
 	"encoding/json"
 	"encoding/xml"
 	"fmt"
@@ -211,7 +212,7 @@ func TestHandlerRoutes(t *testing.T) {
 				}
 			}
 			if tc.exactBody != nil && resp.body != string(tc.exactBody) {
-				t.Errorf("body is %d bytes %q…, want the %d bytes expected", len(resp.body), truncate(resp.body, 80), len(tc.exactBody))
+				t.Errorf("body is %d bytes %q…, want the %d bytes expected", len(resp.body), clip(resp.body, 80), len(tc.exactBody))
 			}
 			for k, v := range tc.header {
 				if got := resp.Header.Get(k); got != v {
@@ -403,7 +404,7 @@ func TestHandlerChatPage(t *testing.T) {
 // then delivers a post as id/event/data.
 func TestHandlerStreamOpensAtOnce(t *testing.T) {
 	rs := redistest.Start(t)
-	for _, mode := range []string{"takeover", "goroutine"} {
+	for _, mode := range []string{"pooled", "goroutine"} {
 		t.Run(mode, func(t *testing.T) {
 			srv := startServer(t, rs.URL(), "-stream-mode", mode)
 			alice := login(t, srv.URL, "alice")
@@ -477,7 +478,7 @@ func TestHandlerStreamOpensAtOnce(t *testing.T) {
 			if len(lines) != 3 || !strings.HasPrefix(lines[0], "id: ") || lines[1] != "event: message" || !strings.HasPrefix(lines[2], "data: ") {
 				t.Fatalf("event lines %q, want id/event/data", lines)
 			}
-			var m Message
+			var m chat.Message
 			if err := json.Unmarshal([]byte(strings.TrimPrefix(lines[2], "data: ")), &m); err != nil {
 				t.Fatal(err)
 			}

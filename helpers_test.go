@@ -1,10 +1,14 @@
 package main
 
 import (
-	"bufio"
+	"chatroom/internal/chat"
+	"chatroom/internal/sse"
 	"context"
+	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/redis/go-redis/v9"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -13,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -31,20 +36,31 @@ type testServer struct {
 // test defaults. The server is shut down at cleanup.
 func startServer(t testing.TB, redisURL string, extra ...string) *testServer {
 	t.Helper()
+	return startServerWith(t, redisURL, options{}, extra...)
+}
+
+// startServerWith is startServer with test options (Redis hooks).
+func startServerWith(t testing.TB, redisURL string, opts options, extra ...string) *testServer {
+	t.Helper()
 	args := append([]string{"chatroom", "-addr", "127.0.0.1:0", "-redis", redisURL,
 		"-rate-logins", "0", "-probe-interval", "200ms", "-probe-timeout", "1s",
 		"-shutdown-timeout", "5s", "-log-level", "debug"}, extra...)
-	return runServer(t, args, func(string) string { return "" })
+	return runServerWith(t, args, func(string) string { return "" }, opts)
 }
 
 // runServer calls run with exactly args and getenv, waits until it logs
 // its URL and /readyz says ready, and stops it at cleanup.
 func runServer(t testing.TB, args []string, getenv func(string) string) *testServer {
 	t.Helper()
+	return runServerWith(t, args, getenv, options{})
+}
+
+func runServerWith(t testing.TB, args []string, getenv func(string) string, opts options) *testServer {
+	t.Helper()
 	logs := newLogBuffer()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, args, getenv, logs) }()
+	go func() { done <- runWith(ctx, args, getenv, logs, opts) }()
 	var base string
 	select {
 	case base = <-logs.url:
@@ -79,8 +95,9 @@ func runServer(t testing.TB, args []string, getenv func(string) string) *testSer
 func waitReady(t testing.TB, base string) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
+	hc := probeClient(base)
 	for {
-		resp, err := http.Get(base + "/readyz")
+		resp, err := hc.Get(base + "/readyz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -92,6 +109,15 @@ func waitReady(t testing.TB, base string) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// probeClient is the client for a test server's /readyz: the default one,
+// or over HTTPS one that accepts the test's self-signed certificate.
+func probeClient(base string) *http.Client {
+	if strings.HasPrefix(base, "https:") {
+		return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	}
+	return http.DefaultClient
 }
 
 // logBuffer collects a server's log and reports the URL it listens on.
@@ -221,6 +247,13 @@ type sseStream struct {
 // optional raw query) and waits for the response headers.
 func (c *chatClient) openStream(lastEventID, query string) *sseStream {
 	c.t.Helper()
+	return c.openStreamPaused(lastEventID, query, nil)
+}
+
+// openStreamPaused is openStream whose reader starts reading only once
+// resume is closed (nil: at once): a client that stops reading.
+func (c *chatClient) openStreamPaused(lastEventID, query string, resume <-chan struct{}) *sseStream {
+	c.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	u := c.base + "/stream"
 	if query != "" {
@@ -244,7 +277,15 @@ func (c *chatClient) openStream(lastEventID, query string) *sseStream {
 		c.t.Fatalf("open stream: status %d: %s", resp.StatusCode, b)
 	}
 	s := &sseStream{Events: make(chan sseEvent, 100000), resp: resp, cancel: cancel, done: make(chan struct{})}
-	go s.read()
+	go func() {
+		if resume != nil {
+			select {
+			case <-resume:
+			case <-ctx.Done():
+			}
+		}
+		s.read()
+	}()
 	c.t.Cleanup(s.Close)
 	return s
 }
@@ -255,30 +296,18 @@ func (s *sseStream) read() {
 	readSSE(s.resp.Body, func(ev sseEvent) { s.Events <- ev })
 }
 
-// readSSE parses an event stream as EventSource does and calls emit for each
-// complete event (an event cut off by the end of the stream is dropped).
-// Comments and retry lines are skipped.
+// readSSE parses an event stream as EventSource does (internal/sse) and
+// calls emit for each dispatched event (an event cut off by the end of the
+// stream is dropped). ID is the last event ID as of the event, as
+// EventSource reports it. Comments and retry lines are skipped.
 func readSSE(r io.Reader, emit func(sseEvent)) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	var ev sseEvent
-	var data []string
-	for sc.Scan() {
-		line := sc.Text()
-		switch {
-		case line == "":
-			if data != nil {
-				ev.Data = strings.Join(data, "\n")
-				emit(ev)
-			}
-			ev, data = sseEvent{}, nil
-		case strings.HasPrefix(line, "id: "):
-			ev.ID = line[4:]
-		case strings.HasPrefix(line, "event: "):
-			ev.Event = line[7:]
-		case strings.HasPrefix(line, "data: "):
-			data = append(data, line[6:])
+	rd := sse.NewReaderSize(r, 64<<10, 1<<20)
+	for {
+		ev, err := rd.NextEvent()
+		if err != nil {
+			return
 		}
+		emit(sseEvent{ID: ev.ID, Event: ev.Type, Data: ev.Data})
 	}
 }
 
@@ -311,9 +340,9 @@ func (s *sseStream) next(t testing.TB, eventType string, timeout time.Duration) 
 
 // collectMessages reads chat messages until n arrived or timeout, returning
 // their texts in arrival order.
-func (s *sseStream) collectMessages(t testing.TB, n int, timeout time.Duration) []Message {
+func (s *sseStream) collectMessages(t testing.TB, n int, timeout time.Duration) []chat.Message {
 	t.Helper()
-	var got []Message
+	var got []chat.Message
 	deadline := time.After(timeout)
 	for len(got) < n {
 		select {
@@ -324,7 +353,7 @@ func (s *sseStream) collectMessages(t testing.TB, n int, timeout time.Duration) 
 			if ev.Event != "message" {
 				continue
 			}
-			m, err := decodeMessage(ev.ID, []byte(ev.Data))
+			m, err := decodeEvent(ev)
 			if err != nil {
 				t.Fatalf("bad message event %+v: %v", ev, err)
 			}
@@ -414,4 +443,40 @@ func (p *serverProcess) kill() {
 	p.cmd.Process.Kill()
 	err := <-p.done
 	p.done <- err
+}
+
+// chatHistoryKey is the default room's history stream in Redis.
+const chatHistoryKey = "chat:{chat}:history"
+
+// decodeEvent decodes a message event's data and checks that it carries the
+// event's own ID.
+func decodeEvent(ev sseEvent) (chat.Message, error) {
+	var m chat.Message
+	if err := json.Unmarshal([]byte(ev.Data), &m); err != nil {
+		return m, fmt.Errorf("message event %s: %w", ev.ID, err)
+	}
+	if m.ID != ev.ID {
+		return m, fmt.Errorf("message event with id %q carries id %q", ev.ID, m.ID)
+	}
+	return m, nil
+}
+
+// decodeStored decodes a history entry of the default room as the broker does.
+func decodeStored(t testing.TB, x redis.XMessage) (chat.Message, error) {
+	t.Helper()
+	id, err := chat.ParseID(x.ID)
+	if err != nil {
+		return chat.Message{}, err
+	}
+	body, _ := x.Values["m"].(string)
+	seq, _ := strconv.ParseUint(fmt.Sprint(x.Values["s"]), 10, 64)
+	return chat.DecodeStored(chat.DefaultRoom, id, seq, []byte(body))
+}
+
+// clip shortens s to n bytes for test messages.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"chatroom/internal/chat"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -71,7 +72,7 @@ func TestInstancesShareRoomAndSessions(t *testing.T) {
 		want = append(want, text)
 	}
 
-	var reference []Message
+	var reference []chat.Message
 	for name, s := range streams {
 		got := s.collectMessages(t, n, 10*time.Second)
 		if len(got) != n {
@@ -97,9 +98,9 @@ func TestInstancesShareRoomAndSessions(t *testing.T) {
 		}
 	}
 	for i := 1; i < len(reference); i++ {
-		prev, _ := parseStreamID(reference[i-1].ID)
-		cur, err := parseStreamID(reference[i].ID)
-		if err != nil || !cur.after(prev) {
+		prev, _ := chat.ParseID(reference[i-1].ID)
+		cur, err := chat.ParseID(reference[i].ID)
+		if err != nil || !cur.After(prev) {
 			t.Fatalf("IDs not increasing: %s then %s", reference[i-1].ID, reference[i].ID)
 		}
 	}

@@ -19,6 +19,11 @@ import (
 	"time"
 
 	"github.com/go-redis/redis_rate/v10"
+	"github.com/redis/go-redis/v9"
+
+	"chatroom/internal/broker"
+	"chatroom/internal/chat"
+	"chatroom/internal/fanout"
 )
 
 func main() {
@@ -33,6 +38,17 @@ func main() {
 // run is the whole program: it returns when ctx ends (after a graceful
 // shutdown) or when the server cannot start.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	return runWith(ctx, args, getenv, stdout, options{})
+}
+
+// options are what tests can add to a server started through runWith.
+type options struct {
+	// redisHooks are added to the server's Redis client, so a test can
+	// hold or fail a chosen command at the exact step it guards.
+	redisHooks []redis.Hook
+}
+
+func runWith(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer, opts options) error {
 	cfg, err := parseConfig(args, getenv, stdout)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
@@ -52,6 +68,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 	defer rc.close()
+	for _, hk := range opts.redisHooks {
+		rc.client.AddHook(hk)
+	}
 
 	secrets, shared, err := sessionSecrets(ctx, rc.client, cfg.secrets())
 	if err != nil {
@@ -62,22 +81,27 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return fmt.Errorf("templates: %w", err)
 	}
-	h := newHub(hubConfig{
-		bufferSize:        cfg.streamBuffer,
-		maxStreams:        cfg.maxStreams,
-		streamsPerSession: cfg.perSession,
-		heartbeat:         cfg.heartbeat,
-		writeTimeout:      cfg.writeTimeout,
-		writers:           max(4, 2*runtime.GOMAXPROCS(0)),
+	h := fanout.New(fanout.Config{
+		QueueEvents:       cfg.streamBuffer,
+		QueueBytes:        cfg.streamBytes,
+		MaxStreams:        cfg.maxStreams,
+		StreamsPerSession: cfg.perSession,
+		Heartbeat:         cfg.heartbeat,
+		WriteTimeout:      cfg.writeTimeout,
+		Writers:           max(4, 2*runtime.GOMAXPROCS(0)),
+		Ping:              pingEvent(),
+		Disconnect:        disconnectEvent,
+		Status:            statusEvent,
 	}, log)
-	b := newBroker(rc.client, h, brokerConfig{
-		historyLen:    cfg.historyLen,
-		sharded:       rc.sharded,
-		waitReplicas:  cfg.waitReplicas,
-		waitTimeout:   cfg.waitTimeout,
-		probeInterval: cfg.probeInterval,
-		probeTimeout:  cfg.probeTimeout,
-		opTimeout:     3 * time.Second,
+	b := broker.New(rc.client, broker.Config{
+		HistoryLen:    cfg.historyLen,
+		Sharded:       rc.sharded,
+		WaitReplicas:  cfg.waitReplicas,
+		WaitTimeout:   cfg.waitTimeout,
+		ProbeInterval: cfg.probeInterval,
+		ProbeTimeout:  cfg.probeTimeout,
+		OpTimeout:     3 * time.Second,
+		Rooms:         []string{chat.DefaultRoom},
 	}, log)
 	handler := newServer(deps{
 		log:         log,
@@ -92,8 +116,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		pageHistory: cfg.pageHistory,
 		stream: streamConfig{
 			retry:        2 * time.Second,
-			takeover:     cfg.streamMode == "takeover",
-			replayMax:    cfg.historyLen,
+			pooled:       cfg.streamMode == "pooled",
+			replay:       broker.ReplayLimits{Count: cfg.replayMax, Bytes: cfg.replayMaxBytes},
 			writeTimeout: cfg.writeTimeout,
 		},
 	})
@@ -120,7 +144,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	brokerCtx, stopBroker := context.WithCancel(context.WithoutCancel(ctx))
 	brokerDone := make(chan struct{})
 	publisherDone := make(chan struct{})
-	go func() { defer close(brokerDone); b.Run(brokerCtx) }()
+	go func() { defer close(brokerDone); b.Run(brokerCtx, hubSink{h}) }()
 	go func() { defer close(publisherDone); b.RunPublisher(brokerCtx) }()
 
 	scheme := "http"
@@ -145,7 +169,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		stopBroker()
 		<-brokerDone
 		<-publisherDone
-		h.shutdown(context.Background())
+		h.Shutdown(context.Background())
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
@@ -154,7 +178,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
 	defer cancel()
 	streamsDone := make(chan struct{})
-	srv.RegisterOnShutdown(func() { h.shutdown(sctx); close(streamsDone) })
+	srv.RegisterOnShutdown(func() { h.Shutdown(sctx); close(streamsDone) })
 	if err := srv.Shutdown(sctx); err != nil {
 		log.Warn("graceful shutdown incomplete", "err", err)
 		srv.Close()

@@ -51,16 +51,22 @@ func openRedis(ctx context.Context, rawURL string, log *slog.Logger) (*redisConn
 	return rc, nil
 }
 
-// goRedisLog takes go-redis's internal log lines (every failed dial, pub/sub
-// reconnects), which it would otherwise print raw on stderr, into our log at
-// debug level: our code logs each failure once where it handles it, and a
-// start that cannot reach Redis must fail with one line. go-redis's logger is
-// process-wide (and atomic): with several servers in one process, as in
-// tests, the last one started gets the lines.
+// goRedisLog takes go-redis's internal log lines into our log. Failed dials
+// and reconnects during an outage are at debug level (our code logs each
+// failure once where it handles it, and a start that cannot reach Redis must
+// fail with one line); everything else, such as "channel is full … message
+// is dropped" from a pub/sub subscription that fell behind, is a warning.
+// go-redis's logger is process-wide (and atomic): with several servers in
+// one process, as in tests, the last one started gets the lines.
 type goRedisLog struct{ log *slog.Logger }
 
 func (l goRedisLog) Printf(ctx context.Context, format string, v ...any) {
-	l.log.DebugContext(ctx, "go-redis: "+fmt.Sprintf(format, v...))
+	msg := "go-redis: " + fmt.Sprintf(format, v...)
+	if strings.Contains(msg, "dial") || strings.Contains(msg, "connection refused") || strings.Contains(msg, "reconnect") {
+		l.log.DebugContext(ctx, msg)
+		return
+	}
+	l.log.WarnContext(ctx, msg)
 }
 
 // newRedisClient builds a client for any supported URL form:

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"chatroom/internal/chat"
 	"context"
 	"fmt"
 	"net/url"
@@ -16,7 +17,7 @@ import (
 // disconnect, the page-load race, trimmed history and malformed IDs.
 
 // streamModes are the two ways the server serves HTTP/1 streams.
-var streamModes = []string{"takeover", "goroutine"}
+var streamModes = []string{"pooled", "goroutine"}
 
 // checkDelivery compares the chat messages a subscriber received with want,
 // the texts that must each arrive exactly once and in this order. Texts in
@@ -24,7 +25,7 @@ var streamModes = []string{"takeover", "goroutine"}
 // while Redis died after storing them) may arrive at most once. It logs the
 // loss and duplicate counts and fails t unless loss, duplicates, reordering
 // and unexpected messages are all zero.
-func checkDelivery(t testing.TB, who string, got []Message, want []string, maybe map[string]bool) {
+func checkDelivery(t testing.TB, who string, got []chat.Message, want []string, maybe map[string]bool) {
 	t.Helper()
 	order := make(map[string]int, len(want)) // text -> position in want
 	for i, w := range want {
@@ -33,15 +34,15 @@ func checkDelivery(t testing.TB, who string, got []Message, want []string, maybe
 	seen := make(map[string]int, len(got))
 	var dups, outOfOrder, unexpected int
 	var unconfirmed []string // texts from maybe that arrived
-	var prevID streamID
+	var prevID chat.ID
 	prevPos := -1
 	for i, m := range got {
 		seen[m.Text]++
 		if seen[m.Text] > 1 {
 			dups++
 		}
-		id, err := parseStreamID(m.ID)
-		if err != nil || (i > 0 && !id.after(prevID)) {
+		id, err := chat.ParseID(m.ID)
+		if err != nil || (i > 0 && !id.After(prevID)) {
 			outOfOrder++
 		}
 		prevID = id
@@ -111,7 +112,7 @@ func pageLastID(t testing.TB, c *chatClient) string {
 	}
 	m := lastIDAttr.FindStringSubmatch(resp.body)
 	if m == nil {
-		t.Fatalf("GET /: no data-last-id on the body tag:\n%s", truncate(resp.body, 2000))
+		t.Fatalf("GET /: no data-last-id on the body tag:\n%s", clip(resp.body, 2000))
 	}
 	return m[1]
 }
@@ -196,7 +197,7 @@ func TestResumeAfterDisconnect(t *testing.T) {
 // straight from Redis.
 func midID(t testing.TB, rs *redistest.Server, text string) string {
 	t.Helper()
-	xs, err := rs.Client().XRevRangeN(context.Background(), historyKey(defaultRoom), "+", "-", 200).Result()
+	xs, err := rs.Client().XRevRangeN(context.Background(), chatHistoryKey, "+", "-", 200).Result()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,7 +262,7 @@ func TestResumeTrimmedHistory(t *testing.T) {
 	postAll(bob, all)
 
 	ctx := context.Background()
-	kept, err := rs.Client().XRange(ctx, historyKey(defaultRoom), "-", "+").Result()
+	kept, err := rs.Client().XRange(ctx, chatHistoryKey, "-", "+").Result()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -270,7 +271,7 @@ func TestResumeTrimmedHistory(t *testing.T) {
 	}
 	var keptTexts []string
 	for _, x := range kept {
-		m, err := decodeMessage(x.ID, []byte(x.Values["m"].(string)))
+		m, err := decodeStored(t, x)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -294,11 +295,11 @@ func TestResumeTrimmedHistory(t *testing.T) {
 		if ev.Event != "message" {
 			t.Fatalf("first event = %+v, want a message (nothing was lost, so no notice)", ev)
 		}
-		m, err := decodeMessage(ev.ID, []byte(ev.Data))
+		m, err := decodeEvent(ev)
 		if err != nil {
 			t.Fatal(err)
 		}
-		got := append([]Message{m}, s.collectMessages(t, len(kept)-2, 10*time.Second)...)
+		got := append([]chat.Message{m}, s.collectMessages(t, len(kept)-2, 10*time.Second)...)
 		checkDelivery(t, "resume from a kept ID", got, keptTexts[1:], nil)
 	})
 }

@@ -379,7 +379,7 @@ func TestHostileRequests(t *testing.T) {
 			if ev.Event != "message" {
 				t.Fatalf("unexpected %q event %+v before message %d", ev.Event, ev, i)
 			}
-			m, err := decodeMessage(ev.ID, []byte(ev.Data))
+			m, err := decodeEvent(ev)
 			if err != nil {
 				t.Fatalf("event %+v: %v", ev, err)
 			}
@@ -777,7 +777,7 @@ func TestLoginRateLimitCountsOnlyWellFormed(t *testing.T) {
 	c := newClient(t, srv.URL)
 	for _, bad := range []string{"", "   ", "a\x00b", strings.Repeat("x", 33), strings.Repeat("y", 10000), "\u202eevil"} {
 		if resp := c.postForm("/login", url.Values{"user": {bad}}); resp.StatusCode != http.StatusBadRequest {
-			t.Fatalf("login %q: %d, want 400", truncate(bad, 20), resp.StatusCode)
+			t.Fatalf("login %q: %d, want 400", clip(bad, 20), resp.StatusCode)
 		}
 	}
 	login(t, srv.URL, "alice")

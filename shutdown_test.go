@@ -28,8 +28,8 @@ func TestShutdownEndsStreams(t *testing.T) {
 		mode string
 		sig  os.Signal
 	}{
-		{"takeover", syscall.SIGTERM},
-		{"takeover", syscall.SIGINT},
+		{"pooled", syscall.SIGTERM},
+		{"pooled", syscall.SIGINT},
 		{"goroutine", syscall.SIGTERM},
 		{"goroutine", syscall.SIGINT},
 	} {

@@ -21,10 +21,20 @@ type ReplayLimits struct {
 
 // ReplayResult says what a replay sent.
 type ReplayResult struct {
-	Sent    int     // messages emitted
-	Last    chat.ID // the newest entry covered (sent, or skipped as malformed); zero if none
-	Oldest  chat.ID // the oldest message sent; zero if none
-	Capped  bool    // more was missed than the limits allow: only the newest were sent
+	Sent   int     // messages emitted
+	Last   chat.ID // the newest entry covered (sent, or skipped as malformed); zero if none
+	Oldest chat.ID // the oldest message sent; zero if none
+}
+
+// ReplayPlan is a replay whose start has been found: PlanReplay decides
+// what a (re)connection gets, Run sends it.
+type ReplayPlan struct {
+	b       *Broker
+	room    string
+	start   chat.ID // the oldest entry to replay; zero: nothing to replay
+	upto    chat.ID
+	held    []entry // the whole replay, oldest first, when it fit in one page
+	Capped  bool    // more was missed than the limits allow: only the newest are sent
 	Trimmed bool    // history no longer holds messages the client had not seen (MAXLEN)
 }
 
@@ -32,70 +42,75 @@ type ReplayResult struct {
 // at most one page in memory.
 const replayPage = 100
 
-// Replay emits room's messages after from up to and including upto, oldest
-// first, in pages of at most replayPage messages, within lim. emit's error
-// ends the replay (the client is too slow, or gone). The caller subscribed
-// to live messages before reading upto, so everything newer arrives live.
-func (b *Broker) Replay(ctx context.Context, room string, from, upto chat.ID, lim ReplayLimits, emit func([]chat.Message) error) (ReplayResult, error) {
-	var res ReplayResult
+// PlanReplay finds what to replay of room after from, up to and including
+// upto: everything, or the newest messages within lim. The caller
+// subscribed to live messages before reading upto, so everything newer
+// arrives live. Only one page of entries is held in memory.
+func (b *Broker) PlanReplay(ctx context.Context, room string, from, upto chat.ID, lim ReplayLimits) (*ReplayPlan, error) {
+	p := &ReplayPlan{b: b, room: room, upto: upto}
 	if !upto.After(from) {
-		return res, nil
+		return p, nil
 	}
-	// Walk back from upto to find where the replay starts: the oldest entry
-	// after from, or the oldest that still fits the limits. Only one page of
-	// entries is held at a time.
-	key := historyKey(room)
-	var (
-		count, size int
-		start       chat.ID // the oldest entry to replay
-		end         = upto.String()
-		held        []entry // the first page, if it turned out to be everything
-	)
+	// Walk back from upto to the oldest entry after from, or the oldest
+	// that still fits the limits.
+	var count, size int
+	end := upto.String()
 	for page := 0; ; page++ {
 		es, trimmed, err := b.readBack(ctx, room, end, from, page == 0)
 		if err != nil {
-			return res, err
+			return nil, err
 		}
-		res.Trimmed = res.Trimmed || trimmed
+		p.Trimmed = p.Trimmed || trimmed
 		for _, e := range es {
 			if count+1 > lim.Count || size+len(e.body) > lim.Bytes {
-				res.Capped = true
+				p.Capped = true
 				break
 			}
 			count++
 			size += len(e.body)
-			start = e.id
+			p.start = e.id
 		}
-		if res.Capped || len(es) < replayPage {
-			if page == 0 && !res.Capped {
-				held = es
+		if p.Capped || len(es) < replayPage {
+			if page == 0 && !p.Capped {
+				slices.Reverse(es)
+				p.held = es
 			}
-			break
+			return p, nil
 		}
 		end = "(" + es[len(es)-1].id.String()
 	}
-	if start.IsZero() {
-		return res, nil // not even one message fits
+}
+
+// Start is the oldest message the plan replays (zero if none).
+func (p *ReplayPlan) Start() chat.ID { return p.start }
+
+// Upto is the newest entry the plan covers: live messages up to it are the
+// replay's to send.
+func (p *ReplayPlan) Upto() chat.ID { return p.upto }
+
+// Run emits the plan's messages oldest first, in pages of at most
+// replayPage. emit's error ends the replay (the client is too slow, or gone).
+func (p *ReplayPlan) Run(ctx context.Context, emit func([]chat.Message) error) (ReplayResult, error) {
+	var res ReplayResult
+	if p.start.IsZero() {
+		return res, nil // nothing new, or not even one message fits
 	}
-	if held != nil {
-		slices.Reverse(held)
-		return res, b.emitEntries(room, held, &res, emit)
+	if p.held != nil {
+		return res, p.b.emitEntries(p.room, p.held, &res, emit)
 	}
-	// Forward from start, page by page.
-	first := start.String()
+	first := p.start.String()
 	for {
-		ctx, cancel := context.WithTimeout(ctx, b.cfg.OpTimeout)
-		xs, err := b.rdb.XRangeN(ctx, key, first, upto.String(), replayPage).Result()
+		ctx, cancel := context.WithTimeout(ctx, p.b.cfg.OpTimeout)
+		xs, err := p.b.rdb.XRangeN(ctx, historyKey(p.room), first, p.upto.String(), replayPage).Result()
 		cancel()
 		if err != nil {
 			return res, fmt.Errorf("replay history: %w: %w", ErrUnavailable, err)
 		}
 		es := readEntries(xs)
-		if len(es) == 0 {
-			return res, nil
-		}
-		if err := b.emitEntries(room, es, &res, emit); err != nil {
-			return res, err
+		if len(es) > 0 {
+			if err := p.b.emitEntries(p.room, es, &res, emit); err != nil {
+				return res, err
+			}
 		}
 		if len(xs) < replayPage {
 			return res, nil

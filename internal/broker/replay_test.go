@@ -11,11 +11,15 @@ import (
 
 // replayAll replays room from..upto and returns the texts in emitted order
 // and the largest page emitted.
-func replayAll(t *testing.T, b *Broker, from, upto chat.ID, lim ReplayLimits) ([]string, ReplayResult, int) {
+func replayAll(t *testing.T, b *Broker, from, upto chat.ID, lim ReplayLimits) ([]string, replayOutcome, int) {
 	t.Helper()
 	var texts []string
 	largest := 0
-	res, err := b.Replay(context.Background(), room, from, upto, lim, func(ms []chat.Message) error {
+	plan, err := b.PlanReplay(context.Background(), room, from, upto, lim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := plan.Run(context.Background(), func(ms []chat.Message) error {
 		largest = max(largest, len(ms))
 		for _, m := range ms {
 			texts = append(texts, m.Text)
@@ -28,7 +32,12 @@ func replayAll(t *testing.T, b *Broker, from, upto chat.ID, lim ReplayLimits) ([
 	if res.Sent != len(texts) {
 		t.Fatalf("result %+v, but %d emitted", res, len(texts))
 	}
-	return texts, res, largest
+	return texts, replayOutcome{res, plan.Capped, plan.Trimmed}, largest
+}
+
+type replayOutcome struct {
+	ReplayResult
+	Capped, Trimmed bool
 }
 
 // TestReplayCap (defect 3): a replay sends at most the configured count and

@@ -1,0 +1,84 @@
+package main
+
+import (
+	"encoding/json"
+	"time"
+
+	"chatroom/internal/chat"
+	"chatroom/internal/fanout"
+	"chatroom/internal/sse"
+)
+
+// The events a stream carries, encoded once and shared by every stream:
+//
+//	message     a chat message: id: is its ID, data its JSON (chat.Message)
+//	status      {"state":"degraded"|"ok"}: delivery through Redis broke / is back
+//	notice      {"code","text"[,"before"]}: history-trimmed, bad-last-event-id
+//	disconnect  {"reason"}: the server ends this stream (slow, shutdown, logged-out)
+//
+// Only message events carry an ID, so the browser's Last-Event-ID stays on
+// the last message it received.
+
+// messageEvent is the event of m.
+func messageEvent(m chat.Message) *fanout.Event {
+	id, _ := chat.ParseID(m.ID)
+	data, err := json.Marshal(m)
+	if err != nil { // a chat.Message always encodes
+		data = []byte(`{}`)
+	}
+	// The ID comes from chat.ParseID and the JSON is valid UTF-8 without
+	// raw line breaks (encoding/json escapes them), so this cannot fail.
+	wire, _ := sse.AppendEvent(make([]byte, 0, len(data)+len(m.ID)+32), m.ID, "message", data)
+	return &fanout.Event{ID: id, Wire: wire}
+}
+
+// controlEvent encodes an event without an ID.
+func controlEvent(name string, data any) *fanout.Event {
+	j, err := json.Marshal(data)
+	if err != nil { // only for unencodable types: a programming error
+		j = []byte(`{}`)
+	}
+	wire, _ := sse.AppendEvent(nil, "", name, j)
+	return &fanout.Event{Wire: wire}
+}
+
+// notice is the data of an "event: notice": something the page shows.
+type notice struct {
+	Code   string `json:"code"`
+	Text   string `json:"text"`
+	Before string `json:"before,omitempty"` // history-trimmed: older messages than this ID were not replayed
+}
+
+func noticeEvent(n notice) *fanout.Event { return controlEvent("notice", n) }
+
+func statusEvent(degraded bool) *fanout.Event {
+	state := "ok"
+	if degraded {
+		state = "degraded"
+	}
+	return controlEvent("status", map[string]string{"state": state})
+}
+
+func disconnectEvent(r fanout.Reason) *fanout.Event {
+	return controlEvent("disconnect", map[string]string{"reason": r.String()})
+}
+
+// pingEvent is the heartbeat: a comment, ignored by EventSource, that keeps
+// proxies from closing idle streams and exposes dead peers to writes.
+func pingEvent() *fanout.Event {
+	return &fanout.Event{Wire: sse.AppendEnd(sse.AppendComment(nil, "ping"))}
+}
+
+// streamPrelude is the first thing every stream sends: the reconnection
+// delay, so the browser reports the stream open at once.
+func streamPrelude(retry time.Duration) []byte {
+	return sse.AppendEnd(sse.AppendComment(sse.AppendRetry(nil, retry), "connected"))
+}
+
+// hubSink hands what the broker's subscription delivers to the hub: each
+// message is encoded once here, whatever the number of streams.
+type hubSink struct{ hub *fanout.Hub }
+
+func (s hubSink) Deliver(m chat.Message) { s.hub.Broadcast(m.Room, messageEvent(m)) }
+func (s hubSink) SetDegraded(d bool)     { s.hub.SetDegraded(d) }
+func (s hubSink) EndSession(sid string)  { s.hub.EndSession(sid) }
