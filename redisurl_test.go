@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"log/slog"
 	"math/big"
 	"net"
 	"os"
@@ -125,4 +126,22 @@ func selfSignedCert(t *testing.T, dir string) (certFile, keyFile string) {
 	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
 	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600)
 	return certFile, keyFile
+}
+
+// TestGoRedisLogLevels: go-redis's own warnings, such as a pub/sub message
+// it dropped because our channel stayed full, reach the log as warnings;
+// its dial failures during an outage stay at debug level (the server logs
+// each failure once where it handles it).
+func TestGoRedisLogLevels(t *testing.T) {
+	var buf strings.Builder
+	l := goRedisLog{slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo}))}
+	l.Printf(t.Context(), "redis: %v channel is full for %s (message is dropped)", "PubSub(chat)", time.Minute)
+	l.Printf(t.Context(), "redis: discarding bad PubSub connection: dial tcp 127.0.0.1:1: connect: connection refused")
+	out := buf.String()
+	if !strings.Contains(out, "level=WARN") || !strings.Contains(out, "message is dropped") {
+		t.Errorf("dropped message not logged as a warning: %q", out)
+	}
+	if strings.Contains(out, "connection refused") {
+		t.Errorf("dial failure logged above debug: %q", out)
+	}
 }

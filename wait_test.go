@@ -43,13 +43,14 @@ func waitConfirmed(t testing.TB, c *chatClient) {
 // post that repeats an earlier one (same client_id) is only confirmed once
 // the earlier write reached the replica: the repeat writes nothing new, so
 // a WAIT after it would otherwise confirm at once. The repeat goes to a
-// second instance, whose connections never wrote the first.
+// second instance, whose connections never wrote the first and, with its
+// probes an hour apart, write nothing else meanwhile.
 func TestWaitReplicasIdempotentHit(t *testing.T) {
 	master := redistest.Start(t)
 	replica := redistest.Start(t, redistest.Args("--replicaof", "127.0.0.1", strconv.Itoa(master.Port())))
 	args := []string{"-rate-posts", "0", "-redis-wait-replicas", "1", "-redis-wait-timeout", "300ms"}
 	srv := startServer(t, master.URL(), args...)
-	other := startServer(t, master.URL(), args...)
+	other := startServer(t, master.URL(), append(args, "-probe-interval", "1h", "-probe-timeout", "1h")...)
 	alice := login(t, srv.URL, "alice")
 	waitConfirmed(t, alice)
 	waitConfirmed(t, alice.withBase(other.URL))
@@ -64,6 +65,7 @@ func TestWaitReplicasIdempotentHit(t *testing.T) {
 	if code != http.StatusServiceUnavailable || !strings.Contains(body, "not confirmed") {
 		t.Fatalf("repeated post while the replica is stuck: %d %q, want 503 not confirmed", code, body)
 	}
+	t.Logf("DEBUG repeated: %d %q", code, body)
 	replica.Resume()
 	if code, body = alice.postStatus("while the replica is stuck", "msg-1"); code != http.StatusNoContent {
 		t.Fatalf("repeated post once the replica is back: %d %q", code, body)
