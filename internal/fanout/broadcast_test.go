@@ -2,6 +2,8 @@ package fanout
 
 import (
 	"fmt"
+	"io"
+	"net"
 	"slices"
 	"testing"
 	"time"
@@ -105,4 +107,69 @@ func TestSkipUpTo(t *testing.T) {
 			t.Fatalf("delivered %d, want 14", st.Delivered)
 		}
 	})
+}
+
+// TestDegradedStatus: a change of state reaches every stream once, in its
+// place among the events; a stream opened while degraded starts with the
+// status; setting the same state again sends nothing.
+func TestDegradedStatus(t *testing.T) {
+	modes(t, testConfig(), socketOpts{}, func(t *testing.T, h *Hub, _ *logRecorder, open opener) {
+		_, before := open("r", "a", socketOpts{}, nil)
+		before.start()
+		h.SetDegraded(true)
+		h.SetDegraded(true)
+		_, during := open("r", "b", socketOpts{}, nil)
+		during.start()
+		h.Broadcast("r", message(1, 100))
+		h.SetDegraded(false)
+		want := []string{"status:degraded", "1-0", "status:ok"}
+		for _, c := range []*client{before, during} {
+			got := describe(c.await("the status ok", func(evs []sseEvent, _ bool) bool {
+				return slices.Contains(describe(evs), "status:ok")
+			}))
+			if !slices.Equal(got, want) {
+				t.Fatalf("got %q, want %q", got, want)
+			}
+		}
+	})
+}
+
+// TestAttachRefusesNonSocket: Attach takes only a socket it can write
+// without blocking, only for a pooled subscriber, only once; a refused
+// connection is left to the caller, and Cancel removes the subscriber.
+func TestAttachRefusesNonSocket(t *testing.T) {
+	h, _ := startHub(t, testConfig())
+	s, err := h.Subscribe("r", "s", Pooled)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	if err := s.Attach(a); err == nil {
+		t.Fatal("Attach took a net.Pipe")
+	}
+	go a.Write([]byte("still mine"))
+	buf := make([]byte, 10)
+	if _, err := io.ReadFull(b, buf); err != nil {
+		t.Fatalf("the refused connection was closed or used: %v", err)
+	}
+	s.Cancel()
+	if st := h.Stats(); st.Streams != 0 {
+		t.Fatalf("stats after Cancel %+v", st)
+	}
+
+	g, err := h.Subscribe("r", "s", Goroutine)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Cancel()
+	_, c := pooled(t, h, "r", "s", socketOpts{}, nil)
+	if err := g.Attach(c.conn); err == nil {
+		t.Fatal("Attach took a connection for a Goroutine subscriber")
+	}
+	p, _ := pooled(t, h, "r", "s2", socketOpts{}, nil)
+	if err := p.Attach(c.conn); err == nil {
+		t.Fatal("a second Attach succeeded")
+	}
 }

@@ -30,15 +30,16 @@ func (s *Subscriber) Attach(conn net.Conn) error {
 	if err != nil {
 		return fmt.Errorf("attach: %w", err)
 	}
-	if err := conn.SetDeadline(time.Time{}); err != nil {
-		return fmt.Errorf("attach: %w", err)
-	}
 	s.mu.Lock()
-	switch {
-	case s.conn != nil:
+	if s.conn != nil {
 		s.mu.Unlock()
 		return errors.New("attach: already attached")
-	case s.closed: // while the handler wrote the replay
+	}
+	if err := conn.SetDeadline(time.Time{}); err != nil {
+		s.mu.Unlock()
+		return fmt.Errorf("attach: %w", err)
+	}
+	if s.closed { // while the handler wrote the replay
 		s.conn, s.rc = conn, rc
 		s.state = scheduled // the write token, to finish it at once
 		s.mu.Unlock()

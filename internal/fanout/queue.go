@@ -23,11 +23,11 @@ const (
 	overflow           // it would exceed a bound: the subscriber is too slow
 )
 
-// admit queues ev unless the replay covered it or it would take the backlog
-// over maxEvents or maxBytes. An empty backlog takes one event of any size,
-// so a single large event cannot evict every subscriber.
+// admit queues ev unless it is empty, the replay covered it, or it would
+// take the backlog over maxEvents or maxBytes. An empty backlog takes one
+// event of any size, so a single large event cannot evict every subscriber.
 func (q *queue) admit(ev *Event, maxEvents, maxBytes int) admission {
-	if q.covered(ev) {
+	if len(ev.Wire) == 0 || q.covered(ev) {
 		return skipped
 	}
 	if q.events > 0 && (q.events+1 > maxEvents || q.bytes+len(ev.Wire) > maxBytes) {

@@ -8,7 +8,7 @@ type Stats struct {
 	Draining  int              `json:"draining"`  // pooled streams on a goroutine of their own, waiting for a full socket
 	Delivered int64            `json:"delivered"` // events accepted into a subscriber's queue
 	Evictions int64            `json:"evictions"` // streams closed because the client did not keep up: slow or stalled
-	Closes    map[Reason]int64 `json:"closes"`    // streams ended, by reason
+	Closes    map[Reason]int64 `json:"closes"`    // streams ended, by reason (ReasonNone: cancelled)
 }
 
 // Stats returns the hub's counters now.

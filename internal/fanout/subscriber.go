@@ -59,14 +59,14 @@ type Subscriber struct {
 	reason  Reason
 	serving bool            // Goroutine mode: Serve was called
 	state   writeState      // Pooled mode
-	conn    net.Conn        // Pooled mode: set by Attach
-	rc      syscall.RawConn // conn's file descriptor
+	conn    net.Conn        // Pooled mode: set once by Attach; the write-token holder reads it without mu
+	rc      syscall.RawConn // conn's file descriptor, likewise
 
 	// armMu guards target and is held while its write deadline is set, so
 	// that an interrupt (a deadline in the past, set when the stream is
 	// closed) is never overwritten by a later arm, and never lands on a
 	// writer the stream has let go of (an http.ResponseWriter after its
-	// handler returned).
+	// handler returned). Where both are held, mu is taken first.
 	armMu  sync.Mutex
 	target interface{ SetWriteDeadline(time.Time) error }
 
