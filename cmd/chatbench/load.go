@@ -357,6 +357,10 @@ type subscriber struct {
 	lastID   chat.ID
 	conned   bool
 	err      error
+
+	stalled bool   // never reads after connecting (runStalled)
+	closed  bool   // stalled: the server had closed the stream by the drain
+	told    string // stalled: the reason of the disconnect event it got, if any
 }
 
 // run reads the stream, reconnecting with last_event_id when it ends,
@@ -598,9 +602,15 @@ func (b *bench) runScenario(ctx context.Context, s scenario, runNo int) (res *re
 	connSem := make(chan struct{}, cfg.connectConc)
 	connStart := time.Now()
 	words := (M + 63) / 64
+	drainStalled := make(chan struct{}) // closed when the stalled subscribers are to be drained
+	var stalledWG sync.WaitGroup
 	for j := range subs {
-		sub := &subscriber{sess: subUsers[j%nUsers], seen: make([]uint64, words),
-			seqs: make([]uint32, 0, M), lats: make([]uint32, 0, M)}
+		sub := &subscriber{sess: subUsers[j%nUsers]}
+		// s.Stalled of the subscribers, spread evenly over them (and so
+		// over the instances and users).
+		if sub.stalled = (j+1)*s.Stalled/s.Subs != j*s.Stalled/s.Subs; !sub.stalled {
+			sub.seen, sub.seqs, sub.lats = make([]uint64, words), make([]uint32, 0, M), make([]uint32, 0, M)
+		}
 		subs[j] = sub
 		select {
 		case connSem <- struct{}{}:
@@ -610,15 +620,24 @@ func (b *bench) runScenario(ctx context.Context, s scenario, runNo int) (res *re
 			return nil, ctx.Err()
 		}
 		subWG.Add(1)
+		if sub.stalled {
+			stalledWG.Add(1)
+		}
 		go func() {
 			defer subWG.Done()
 			var once sync.Once
 			release := func() { once.Do(func() { <-connSem }) }
 			defer release()
-			sub.run(subCtx, b, st, func() {
+			connected := func() {
 				st.conns.Add(1)
 				release()
-			})
+			}
+			if sub.stalled {
+				defer stalledWG.Done()
+				sub.runStalled(subCtx, st, connected, drainStalled)
+				return
+			}
+			sub.run(subCtx, b, st, connected)
 		}()
 	}
 	stopSubs := func() {
@@ -693,7 +712,8 @@ func (b *bench) runScenario(ctx context.Context, s scenario, runNo int) (res *re
 				maybe++
 			}
 		}
-		want := int64(s.Subs) * (accepted + maybe)
+		healthy := int64(s.Subs - s.Stalled)
+		want := healthy * (accepted + maybe)
 		drainEnd := time.Now().Add(cfg.drain)
 		for st.unique.Load() < want && time.Now().Before(drainEnd) {
 			select {
@@ -702,8 +722,8 @@ func (b *bench) runScenario(ctx context.Context, s scenario, runNo int) (res *re
 			case <-time.After(drainPoll):
 			}
 		}
-		if got := st.unique.Load(); got < int64(s.Subs)*accepted {
-			res.Notes = append(res.Notes, fmt.Sprintf("drain timeout: %d of %d deliveries", got, int64(s.Subs)*accepted))
+		if got := st.unique.Load(); got < healthy*accepted {
+			res.Notes = append(res.Notes, fmt.Sprintf("drain timeout: %d of %d deliveries", got, healthy*accepted))
 		}
 	}
 	res.ServerCPUSec = sumCPU(e.serverPIDs) - cpu0
@@ -718,6 +738,11 @@ func (b *bench) runScenario(ctx context.Context, s scenario, runNo int) (res *re
 	}
 	res.RSSEndKiB = sumRSS(e.serverPIDs)
 	res.RedisRSSEndKiB = sumRSS([]int{e.redisPID})
+	if s.Stalled > 0 { // after the measurements: draining costs CPU
+		b.logf("draining %d stalled subscribers", s.Stalled)
+		close(drainStalled)
+		stalledWG.Wait() // each drain is bounded by stalledDrain
+	}
 	stopSubs()
 
 	analyze(res, subs, posts, st)
@@ -818,12 +843,25 @@ func analyze(res *result, subs []*subscriber, posts []postRecord, st *runState) 
 			res.PostErrors[p.status]++
 		}
 	}
-	res.Expected = int64(len(subs)) * int64(res.Accepted)
 	var all []uint32
 	for _, s := range subs {
 		if !s.conned {
 			res.FailedSubs++
 		}
+		if s.stalled {
+			res.Stalled++
+			if s.closed {
+				res.StalledClosed++
+			}
+			if s.told != "" {
+				if res.StalledReasons == nil {
+					res.StalledReasons = map[string]int{}
+				}
+				res.StalledReasons[s.told]++
+			}
+			continue
+		}
+		res.Expected += int64(res.Accepted)
 		res.Deliveries += int64(len(s.seqs))
 		res.Dups += s.dups
 		res.Foreign += s.foreign

@@ -7,7 +7,20 @@
 // duplicates, order, throughput, server CPU per delivery and server memory
 // per connected subscriber (from /proc).
 //
+// The slow scenario is large with 50 of the 1,000 subscribers stalled: each
+// connects with a 4 KiB socket receive buffer and an Ethernet-sized MSS (so
+// the kernel sizes the server's send buffer as on a real network, about
+// 125 KB, not for loopback's 64 KiB segments, 2.7 MiB), reads the response
+// head and the first retry: line, and then never reads again (nor
+// reconnects), so the server's writes to it back up within seconds. The other subscribers are measured
+// as usual (loss must stay 0, latency should barely move: when large and
+// slow run together the ratio of their p99s is printed, target ≤ 1.5×); the
+// stalled ones are counted, and drained at the end to see how many the
+// server closed. It needs no server flag, so it runs against older servers
+// too (-server-bin).
+//
 //	go run ./cmd/chatbench -scenario large -runs 3 -json bench.json
+//	go run ./cmd/chatbench -scenario large,slow -server-bin /path/to/old/chatroom
 //	go run ./cmd/chatbench -smoke
 package main
 
@@ -47,18 +60,36 @@ type scenario struct {
 	Subs      int
 	Rate      float64 // messages per second; 0 = idle (memory only)
 	Instances int
-	Desc      string
+	// Stalled of the Subs subscribers connect and then never read again
+	// (see runStalled); they are left out of deliveries, loss and latency.
+	Stalled int
+	Desc    string
 }
 
 // scenarios are the fixed scenarios, in the order "all" runs them.
 var scenarios = []scenario{
-	{"small", 10, 50, 1, "10 subscribers × 50 msg/s"},
-	{"medium", 100, 100, 1, "100 subscribers × 100 msg/s"},
-	{"large", 1000, 100, 1, "1,000 subscribers × 100 msg/s"},
-	{"huge", 10000, 2, 1, "10,000 subscribers × 2 msg/s"},
-	{"idle", 10000, 0, 1, "10,000 subscribers connected, no messages (memory)"},
-	{"multi", 1000, 100, 3, "3 instances sharing one Redis, 1,000 subscribers spread over them × 100 msg/s"},
+	{"small", 10, 50, 1, 0, "10 subscribers × 50 msg/s"},
+	{"medium", 100, 100, 1, 0, "100 subscribers × 100 msg/s"},
+	{"large", 1000, 100, 1, 0, "1,000 subscribers × 100 msg/s"},
+	{"slow", 1000, 100, 1, 50, "large, but 50 of the 1,000 subscribers stall: they connect, then never read (4 KiB receive\n" +
+		"          buffer, 1460-byte MSS) and never reconnect; figures are the 950 others', plus how many stalled ones the server closed"},
+	{"huge", 10000, 2, 1, 0, "10,000 subscribers × 2 msg/s"},
+	{"idle", 10000, 0, 1, 0, "10,000 subscribers connected, no messages (memory)"},
+	{"multi", 1000, 100, 3, 0, "3 instances sharing one Redis, 1,000 subscribers spread over them × 100 msg/s"},
 }
+
+// scenarioNames lists the scenario names for messages: "small, medium, …".
+func scenarioNames() string {
+	names := make([]string, len(scenarios))
+	for i, s := range scenarios {
+		names[i] = s.Name
+	}
+	return strings.Join(names, ", ")
+}
+
+// slowTarget is the goal for slow's healthy p99 over large's p99: stalled
+// subscribers should cost the others little.
+const slowTarget = 1.5
 
 // config is the parsed command line.
 type config struct {
@@ -75,6 +106,7 @@ type config struct {
 	root           string
 	serverArgs     []string
 	subs           int
+	stalled        int
 	rate           float64
 	instances      int
 	senders        int
@@ -108,7 +140,7 @@ func parseFlags(args []string, stdout io.Writer) (*config, error) {
 	fs.SetOutput(stdout)
 	c := &config{}
 	var scen, targets, serverArgs string
-	fs.StringVar(&scen, "scenario", "small", "scenarios to run: a comma list of small, medium, large, huge, idle, multi, or all")
+	fs.StringVar(&scen, "scenario", "small", "scenarios to run: a comma list of "+scenarioNames()+", or all")
 	fs.DurationVar(&c.duration, "duration", 10*time.Second, "sending time per scenario (messages M = rate × duration)")
 	fs.BoolVar(&c.smoke, "smoke", false, "smoke test: the small scenario for 2s (unless -duration is given), fail (exit 1) on any loss, duplicate, order error or failed POST; no timing assertions")
 	fs.BoolVar(&c.check, "check", false, "like -smoke's assertions, for any scenario: exit 1 on loss, duplicates, order errors or failed POSTs")
@@ -121,6 +153,7 @@ func parseFlags(args []string, stdout io.Writer) (*config, error) {
 	fs.StringVar(&c.root, "root", "", "module root of the chat server to build (default: found by walking up from the current directory)")
 	fs.StringVar(&serverArgs, "server-args", "", "extra space-separated flags for each started server, after -addr -redis -rate-posts 0 -rate-logins 0 -max-streams 20000 -streams-per-session 0")
 	fs.IntVar(&c.subs, "subs", 0, "override the scenario's subscriber count N")
+	fs.IntVar(&c.stalled, "stalled", -1, "override the stalled subscriber count of scenarios that have some (slow: 50); at most N")
 	fs.Float64Var(&c.rate, "rate", -1, "override the scenario's message rate R per second (0: idle; -1: the scenario's own)")
 	fs.IntVar(&c.instances, "instances", 0, "override the scenario's server instance count K (ignored with -target)")
 	fs.IntVar(&c.senders, "senders", 10, "sender users S; message i is posted by sender i mod S (each sender on instance s mod K)")
@@ -147,7 +180,10 @@ func parseFlags(args []string, stdout io.Writer) (*config, error) {
 			"  loss/dups/order are (subscriber, message) pairs; p50..max: POST start → event read;\n"+
 			"  deliv/s: deliveries / (first POST → last delivery); srv/redis/gen µs/dl: CPU time of the\n"+
 			"  servers, redis-server and the generator per delivery; RSS KiB/sub: server RSS growth\n"+
-			"  from before the subscribers connected to after, per subscriber.\n\nFlags:\n")
+			"  from before the subscribers connected to after, per subscriber; stalled/closed: stalled\n"+
+			"  subscribers, and how many of them the server had closed by the end of the run (found by\n"+
+			"  draining them then); they are not in the other columns.\n"+
+			"  When large and slow both ran, a last line compares slow's p99 with large's (target ≤ %.1f×).\n\nFlags:\n", slowTarget)
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -185,7 +221,7 @@ func parseFlags(args []string, stdout io.Writer) (*config, error) {
 			}
 		}
 		if !found {
-			return nil, fmt.Errorf("unknown scenario %q (want small, medium, large, huge, idle, multi or all)", name)
+			return nil, fmt.Errorf("unknown scenario %q (want %s, or all)", name, scenarioNames())
 		}
 	}
 	if targets != "" {
@@ -210,6 +246,8 @@ func parseFlags(args []string, stdout io.Writer) (*config, error) {
 		return nil, fmt.Errorf("-runs must be in [1, %d]", maxRuns)
 	case c.subs < 0 || c.subs > maxSubs:
 		return nil, fmt.Errorf("-subs must be in [0, %d]", maxSubs)
+	case c.stalled < -1 || c.stalled > maxSubs:
+		return nil, fmt.Errorf("-stalled must be in [0, %d]", maxSubs)
 	case c.rate > maxRate || (c.rate < 0 && c.rate != -1):
 		return nil, fmt.Errorf("-rate must be in [0, %d]", maxRate)
 	case c.instances < 0 || c.instances > 64:
@@ -245,6 +283,10 @@ func (c *config) shape(s scenario) scenario {
 	if len(c.targets) > 0 {
 		s.Instances = len(c.targets)
 	}
+	if c.stalled >= 0 && s.Stalled > 0 {
+		s.Stalled = c.stalled
+	}
+	s.Stalled = min(s.Stalled, s.Subs)
 	return s
 }
 
@@ -265,14 +307,46 @@ type report struct {
 	Medians   []*result   `json:"medians,omitempty"`
 	Errors    []string    `json:"errors,omitempty"`
 	Scenarios []scenarioJ `json:"scenarios"`
+	// SlowVsLarge is set when large and slow both ran.
+	SlowVsLarge *slowRatio `json:"slow_vs_large,omitempty"`
 }
 
 type scenarioJ struct {
 	Name      string  `json:"name"`
 	Subs      int     `json:"subs"`
+	Stalled   int     `json:"stalled,omitempty"`
 	Rate      float64 `json:"rate"`
 	Instances int     `json:"instances"`
 	Msgs      int     `json:"msgs"`
+}
+
+// slowRatio compares the healthy subscribers' p99 in slow with large's p99
+// (medians of the runs).
+type slowRatio struct {
+	LargeP99Ms float64 `json:"large_p99_ms"`
+	SlowP99Ms  float64 `json:"slow_p99_ms"`
+	Ratio      float64 `json:"ratio"`
+	Target     float64 `json:"target"`
+	Met        bool    `json:"met"`
+}
+
+// compareSlow returns slow's p99 over large's, nil unless both ran.
+func compareSlow(medians []*result) *slowRatio {
+	var large, slow *result
+	for _, m := range medians {
+		switch m.Scenario {
+		case "large":
+			large = m
+		case "slow":
+			slow = m
+		}
+	}
+	if large == nil || slow == nil || large.P99Ms <= 0 {
+		return nil
+	}
+	r := &slowRatio{LargeP99Ms: large.P99Ms, SlowP99Ms: slow.P99Ms, Ratio: slow.P99Ms / large.P99Ms, Target: slowTarget}
+	r.Met = r.Ratio <= slowTarget
+	return r
 }
 
 // run is the whole command: it parses args, runs every scenario, prints
@@ -328,7 +402,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	var problems []string
 	for _, s0 := range cfg.scenarios {
 		s := cfg.shape(s0)
-		rep.Scenarios = append(rep.Scenarios, scenarioJ{s.Name, s.Subs, s.Rate, s.Instances, cfg.msgs(s)})
+		rep.Scenarios = append(rep.Scenarios, scenarioJ{s.Name, s.Subs, s.Stalled, s.Rate, s.Instances, cfg.msgs(s)})
 		if need := uint64(s.Subs) + 256; limit > 0 && need > limit {
 			logf("warning: %s needs about %d file descriptors, RLIMIT_NOFILE is %d", s.Name, need, limit)
 		}
@@ -337,8 +411,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			logf("scenario %s run %d/%d: %d subscribers × %g msg/s for %v on %d instance(s)",
-				s.Name, i, cfg.runs, s.Subs, s.Rate, cfg.duration, s.Instances)
+			logf("scenario %s run %d/%d: %d subscribers (%d stalled) × %g msg/s for %v on %d instance(s)",
+				s.Name, i, cfg.runs, s.Subs, s.Stalled, s.Rate, cfg.duration, s.Instances)
 			r, err := b.runScenario(ctx, s, i)
 			if err != nil {
 				msg := fmt.Sprintf("%s run %d: %v", s.Name, i, err)
@@ -379,6 +453,15 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		if err := writeTable(stdout, medians); err != nil {
 			return err
 		}
+	}
+	if r := compareSlow(medians); r != nil {
+		rep.SlowVsLarge = r
+		verdict := "met"
+		if !r.Met {
+			verdict = "missed"
+		}
+		fmt.Fprintf(stdout, "slow/large p99: %.2f× (slow %s ms, healthy subscribers only; large %s ms; target ≤ %.1f×: %s)\n",
+			r.Ratio, fmtFloat(r.SlowP99Ms), fmtFloat(r.LargeP99Ms), r.Target, verdict)
 	}
 	if cfg.jsonPath != "" {
 		data, err := json.MarshalIndent(rep, "", "  ")

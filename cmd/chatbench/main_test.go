@@ -81,6 +81,9 @@ type fakeChat struct {
 	// closeAfter > 0 ends the first subscriber's first stream after that
 	// many messages (it must reconnect with last_event_id and lose nothing).
 	closeAfter int
+	// writeTimeout > 0 ends a stream whose write blocks that long (as the
+	// real server evicts stalled clients).
+	writeTimeout time.Duration
 
 	mu     sync.Mutex // guards everything below
 	msgs   [][]byte   // encoded SSE events in order
@@ -180,8 +183,15 @@ func (f *fakeChat) stream(w http.ResponseWriter, r *http.Request) {
 		f.mu.Unlock()
 	}()
 
-	write := func(b []byte) error { _, err := w.Write(b); return err }
-	flush := func() error { return http.NewResponseController(w).Flush() }
+	rc := http.NewResponseController(w)
+	write := func(b []byte) error {
+		if f.writeTimeout > 0 {
+			_ = rc.SetWriteDeadline(time.Now().Add(f.writeTimeout))
+		}
+		_, err := w.Write(b)
+		return err
+	}
+	flush := rc.Flush
 	gone := r.Context().Done()
 	if f.hijack {
 		conn, _, err := http.NewResponseController(w).Hijack()
@@ -267,6 +277,66 @@ func TestBenchReconnects(t *testing.T) {
 	data, _ := os.ReadFile(jsonPath)
 	if !strings.Contains(string(data), `"reconnects": 1,`) {
 		t.Errorf("want 1 reconnect in %s", data)
+	}
+}
+
+// TestBenchStalled runs the stalled subscribers against the fake: with a
+// server that closes them (write timeout) and with one that never does.
+func TestBenchStalled(t *testing.T) {
+	for _, evict := range []bool{true, false} {
+		t.Run("evict="+strconv.FormatBool(evict), func(t *testing.T) {
+			f := newFakeChat()
+			if evict {
+				f.writeTimeout = 200 * time.Millisecond
+			}
+			jsonPath := filepath.Join(t.TempDir(), "r.json")
+			// 2,000 messages of ~200 bytes: a stalled stream's socket
+			// buffers (about 150 KB, see stalledMSS) are full halfway.
+			out, err := runFake(t, f, "-scenario", "large,slow", "-subs", "6", "-stalled", "2",
+				"-rate", "2000", "-duration", "1s", "-json", jsonPath)
+			if err != nil {
+				t.Fatalf("bench: %v\n%s", err, out)
+			}
+			t.Logf("output:\n%s", out)
+			data, err := os.ReadFile(jsonPath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var rep report
+			if err := json.Unmarshal(data, &rep); err != nil {
+				t.Fatal(err)
+			}
+			if len(rep.Results) != 2 {
+				t.Fatalf("%d results, want 2", len(rep.Results))
+			}
+			large, slow := rep.Results[0], rep.Results[1]
+			if large.Stalled != 0 || large.Deliveries != int64(6*large.Msgs) {
+				t.Errorf("large: %d stalled, %d deliveries of %d messages; want 0 and all 6 subscribers'",
+					large.Stalled, large.Deliveries, large.Msgs)
+			}
+			wantClosed := 0
+			if evict {
+				wantClosed = 2
+			}
+			if slow.Subs != 6 || slow.Stalled != 2 || slow.StalledClosed != wantClosed || slow.Loss != 0 ||
+				slow.Expected != int64(4*slow.Accepted) || slow.Deliveries != int64(4*slow.Msgs) {
+				t.Errorf("slow: subs %d stalled %d closed %d (want %d) loss %d expected %d deliveries %d of %d messages",
+					slow.Subs, slow.Stalled, slow.StalledClosed, wantClosed, slow.Loss, slow.Expected, slow.Deliveries, slow.Msgs)
+			}
+			for _, n := range slow.Notes {
+				if strings.HasPrefix(n, "drain timeout") {
+					t.Errorf("slow: %s (the drain must wait for the healthy subscribers only)", n)
+				}
+			}
+			r := rep.SlowVsLarge
+			if r == nil || r.LargeP99Ms != large.P99Ms || r.SlowP99Ms != slow.P99Ms || r.Ratio != slow.P99Ms/large.P99Ms ||
+				r.Target != 1.5 || r.Met != (r.Ratio <= 1.5) {
+				t.Errorf("slow_vs_large = %+v, want slow p99 %v over large p99 %v", r, slow.P99Ms, large.P99Ms)
+			}
+			if !strings.Contains(out, "slow/large p99: ") || !strings.Contains(out, fmt.Sprintf("2/%d", wantClosed)) {
+				t.Errorf("output lacks the ratio line or the stalled/closed cell 2/%d", wantClosed)
+			}
+		})
 	}
 }
 

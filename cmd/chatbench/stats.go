@@ -73,6 +73,14 @@ type result struct {
 	Notices       int64 `json:"notice_events"`
 	Statuses      int64 `json:"status_events"`
 	FailedSubs    int   `json:"failed_subscribers"`
+	// Stalled subscribers connected and then never read; StalledClosed of
+	// them had been closed by the server when they were drained at the
+	// end, some after telling why (StalledReasons: disconnect events by
+	// reason). They count in Subs but in none of the figures above or
+	// below.
+	Stalled        int            `json:"stalled_subscribers"`
+	StalledClosed  int            `json:"stalled_closed_by_server"`
+	StalledReasons map[string]int `json:"stalled_disconnect_reasons,omitempty"`
 
 	P50Ms  float64 `json:"p50_ms"`
 	P90Ms  float64 `json:"p90_ms"`
@@ -125,8 +133,9 @@ func (r *result) problems() []string {
 }
 
 // mergeRuns summarises several runs of one scenario: the median of every
-// measured figure, and the worst (maximum) of every error count, so a
-// problem in one run is never hidden by the median.
+// measured figure, and the worst of every error count (the maximum; for
+// stalled streams the server closed, the minimum), so a problem in one run
+// is never hidden by the median.
 func mergeRuns(rs []*result) *result {
 	if len(rs) == 1 {
 		m := *rs[0]
@@ -170,6 +179,8 @@ func mergeRuns(rs []*result) *result {
 	m.Notices = worst(func(r *result) int64 { return r.Notices })
 	m.Statuses = worst(func(r *result) int64 { return r.Statuses })
 	m.FailedSubs = int(worst(func(r *result) int64 { return int64(r.FailedSubs) }))
+	m.StalledClosed = slices.MinFunc(rs, func(a, b *result) int { return a.StalledClosed - b.StalledClosed }).StalledClosed
+	m.StalledReasons = nil
 
 	m.P50Ms = med(func(r *result) float64 { return r.P50Ms })
 	m.P90Ms = med(func(r *result) float64 { return r.P90Ms })
@@ -198,7 +209,7 @@ func mergeRuns(rs []*result) *result {
 var tableHeader = []string{
 	"scenario", "run", "inst", "subs", "rate/s", "msgs", "deliveries", "loss", "dups", "order",
 	"post err", "p50 ms", "p90 ms", "p99 ms", "max ms", "deliv/s",
-	"srv µs/dl", "redis µs/dl", "gen µs/dl", "RSS KiB/sub",
+	"srv µs/dl", "redis µs/dl", "gen µs/dl", "RSS KiB/sub", "stalled/closed",
 }
 
 // writeTable prints results as an aligned table.
@@ -233,6 +244,10 @@ func tableRow(r *result) []string {
 	for _, v := range r.PostErrors {
 		postErr += v
 	}
+	stalled := "-"
+	if r.Stalled > 0 {
+		stalled = fmt.Sprintf("%d/%d", r.Stalled, r.StalledClosed)
+	}
 	idle := r.Msgs == 0
 	lat := func(v float64) string {
 		if idle || r.Deliveries == 0 {
@@ -251,7 +266,7 @@ func tableRow(r *result) []string {
 		strconv.Itoa(r.Msgs), strconv.FormatInt(r.Deliveries, 10), strconv.FormatInt(r.Loss, 10),
 		strconv.FormatInt(r.Dups, 10), strconv.FormatInt(r.OrderErrs, 10), strconv.Itoa(postErr),
 		lat(r.P50Ms), lat(r.P90Ms), lat(r.P99Ms), lat(r.MaxMs), perD(r.DelivS),
-		perD(r.ServerUsPerD), perD(r.RedisUsPerD), perD(r.GenUsPerD), fmtFloat(r.RSSPerSubKiB),
+		perD(r.ServerUsPerD), perD(r.RedisUsPerD), perD(r.GenUsPerD), fmtFloat(r.RSSPerSubKiB), stalled,
 	}
 }
 

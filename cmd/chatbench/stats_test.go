@@ -137,13 +137,27 @@ func TestParseFlags(t *testing.T) {
 		t.Fatalf("smoke config = %+v, %v", c, err)
 	}
 	c, err = parseFlags([]string{"-scenario", "all"}, &sb)
-	if err != nil || len(c.scenarios) != 6 {
+	if err != nil || len(c.scenarios) != 7 {
 		t.Fatalf("all = %v, %v", c, err)
 	}
 	if c.msgs(c.shape(c.scenarios[2])) != 1000 {
 		t.Errorf("large msgs = %d, want 1000", c.msgs(c.shape(c.scenarios[2])))
 	}
-	for _, bad := range [][]string{{"-scenario", "nope"}, {"-target", "http://8.8.8.8:80"}, {"-runs", "0"}, {"extra"}} {
+	// slow is large with 50 stalled subscribers, run right after it.
+	large, slow := c.shape(c.scenarios[2]), c.shape(c.scenarios[3])
+	if slow.Name != "slow" || slow.Stalled != 50 || large.Stalled != 0 ||
+		slow.Subs != large.Subs || slow.Rate != large.Rate || slow.Instances != large.Instances {
+		t.Errorf("large = %+v, slow = %+v", large, slow)
+	}
+	c, err = parseFlags([]string{"-scenario", "large,slow", "-subs", "10", "-stalled", "3"}, &sb)
+	if err != nil || c.shape(c.scenarios[0]).Stalled != 0 || c.shape(c.scenarios[1]).Stalled != 3 {
+		t.Errorf("-stalled 3: %+v, %v", c.scenarios, err)
+	}
+	c, err = parseFlags([]string{"-scenario", "slow", "-subs", "10", "-stalled", "30"}, &sb)
+	if err != nil || c.shape(c.scenarios[0]).Stalled != 10 {
+		t.Errorf("-stalled above -subs: %+v, %v", c.scenarios, err)
+	}
+	for _, bad := range [][]string{{"-scenario", "nope"}, {"-target", "http://8.8.8.8:80"}, {"-runs", "0"}, {"extra"}, {"-stalled", "-2"}} {
 		if _, err := parseFlags(bad, &sb); err == nil {
 			t.Errorf("parseFlags(%q) accepted", bad)
 		}
@@ -152,7 +166,7 @@ func TestParseFlags(t *testing.T) {
 	if _, err := parseFlags([]string{"-h"}, &sb); !errors.Is(err, flag.ErrHelp) {
 		t.Errorf("-h: %v", err)
 	}
-	for _, want := range []string{"-scenario", "-smoke", "-taskset", "-target", "-redis", "-runs", "-json", "-duration", "-deadline", "idle"} {
+	for _, want := range []string{"-scenario", "-smoke", "-taskset", "-target", "-redis", "-runs", "-json", "-duration", "-deadline", "idle", "slow", "-stalled", "stalled/closed", "target ≤ 1.5×"} {
 		if !strings.Contains(sb.String(), want) {
 			t.Errorf("usage lacks %q", want)
 		}

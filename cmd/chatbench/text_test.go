@@ -24,6 +24,27 @@ func TestExtractText(t *testing.T) {
 		{`{"text":123}`, "", false},
 		{`{"text":"unterminated`, "", false},
 		{`{"text":`, "", false},
+		// Messages will carry "room" and "seq" too, before or after "text".
+		{`{"id":"1-0","room":"main","seq":42,"user":"a","text":"bench 1 2 x","time":"t"}`, "bench 1 2 x", true},
+		{`{"text":"bench 1 2 x","room":"main","seq":42}`, "bench 1 2 x", true},
+		{`{"seq":-1.5e3,"room":"r","text":"t","ok":true,"n":null}`, "t", true},
+		{` { "seq" : 7 , "text" : "t" } `, "t", true},
+		// "text" nested, or inside a string, is not the member.
+		{`{"meta":{"text":"nested","a":[{"text":"deep"}]},"text":"top"}`, "top", true},
+		{`{"list":["text","\"text\":\"x\""],"text":"top"}`, "top", true},
+		{`{"user":"\"text\":\"forged\"","text":"real"}`, "real", true},
+		{`{"room":"main\\","text":"after escaped backslash"}`, "after escaped backslash", true},
+		{`{"meta":{"text":"nested"}}`, "", false},
+		{`{"user":"\"text\":\"forged\""}`, "", false},
+		{`{"texts":"no","textx":"no"}`, "", false},
+		{`{"text":"first","text":"second"}`, "first", true},
+		{`{"text":""}`, "", true},
+		{`["text","x"]`, "", false},
+		{`"text":"x"`, "", false},
+		{`{"a" "text":"x"}`, "", false},
+		{`{"a":,"text":"x"}`, "", false},
+		{`{"a":{"b":1,"text":"x"}`, "", false},
+		{``, "", false},
 	}
 	for _, tt := range tests {
 		got, ok := extractText([]byte(tt.in))
