@@ -186,7 +186,11 @@ func TestQueuedNotWrittenAfterEnd(t *testing.T) {
 	for i := 1; i <= 3; i++ {
 		h.Broadcast("r", message(i, 100))
 	}
-	h.EndSession("s")
+	// Ended as close does it, but before its interrupt (a write deadline in
+	// the past) lands: the writer must not write the queue in that window.
+	s.mu.Lock()
+	s.closeLocked(ReasonLoggedOut)
+	s.mu.Unlock()
 	h.runq.push(s) // hand the token to the writers
 	if got := describe(c.awaitEnd(false)); !slices.Equal(got, []string{"disconnect:logged-out"}) {
 		t.Fatalf("got %q, want only the disconnect event", got)
