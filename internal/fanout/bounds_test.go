@@ -173,3 +173,26 @@ func TestNoFarewellAfterHalfEvent(t *testing.T) {
 		}
 	}
 }
+
+// TestQueuedNotWrittenAfterEnd: events queued to a pooled stream that ends
+// before a writer gets to them are not written; the client gets only the
+// disconnect event and resumes from history.
+func TestQueuedNotWrittenAfterEnd(t *testing.T) {
+	h, _ := startHub(t, testConfig())
+	s, c := pooled(t, h, "r", "s", socketOpts{}, nil)
+	s.mu.Lock()
+	s.state = scheduled // the test holds the write token: the writers leave s alone
+	s.mu.Unlock()
+	for i := 1; i <= 3; i++ {
+		h.Broadcast("r", message(i, 100))
+	}
+	// Ended as close does it, but before its interrupt (a write deadline in
+	// the past) lands: the writer must not write the queue in that window.
+	s.mu.Lock()
+	s.closeLocked(ReasonLoggedOut)
+	s.mu.Unlock()
+	h.runq.push(s) // hand the token to the writers
+	if got := describe(c.awaitEnd(false)); !slices.Equal(got, []string{"disconnect:logged-out"}) {
+		t.Fatalf("got %q, want only the disconnect event", got)
+	}
+}

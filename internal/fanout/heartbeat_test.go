@@ -30,7 +30,11 @@ func TestClosedPeerNoticedAtHeartbeat(t *testing.T) {
 	if err := c.conn.CloseWrite(); err != nil {
 		t.Fatal(err)
 	}
-	<-s.Done()
+	select {
+	case <-s.Done():
+	case <-time.After(never):
+		t.Fatal("the stream whose peer closed was not closed")
+	}
 	c.awaitEnd(true)
 	eventually(t, never, "the stream removed", func() bool { return h.Stats().Streams == 0 })
 	if st := h.Stats(); st.Closes[ReasonClientGone] != 1 {

@@ -133,7 +133,10 @@ type sseEvent struct {
 	Size                    int // bytes on the wire
 }
 
-// parseSSE splits b into complete events; rest is an unfinished one.
+// parseSSE splits b into complete events; rest is an unfinished one. It is
+// strict, so that a corrupted stream cannot pass for a good one: an event
+// with a repeated or unknown field, or a message whose data is not the
+// padding message makes, has Type "malformed".
 func parseSSE(b []byte) (evs []sseEvent, rest []byte) {
 	for {
 		i := bytes.Index(b, []byte("\n\n"))
@@ -142,8 +145,12 @@ func parseSSE(b []byte) (evs []sseEvent, rest []byte) {
 		}
 		var ev sseEvent
 		ev.Size = i + 2
+		seen := map[string]bool{}
+		malformed := false
 		for _, line := range strings.Split(string(b[:i]), "\n") {
-			field, value, _ := strings.Cut(line, ": ")
+			field, value, ok := strings.Cut(line, ": ")
+			malformed = malformed || !ok || seen[field]
+			seen[field] = true
 			switch field {
 			case "":
 				ev.Comment = value
@@ -153,7 +160,15 @@ func parseSSE(b []byte) (evs []sseEvent, rest []byte) {
 				ev.Type = value
 			case "data":
 				ev.Data = value
+			default:
+				malformed = true
 			}
+		}
+		if ev.Type == "message" && strings.Trim(ev.Data, "x") != "" {
+			malformed = true
+		}
+		if malformed {
+			ev.Type = "malformed"
 		}
 		evs = append(evs, ev)
 		b = b[i+2:]
@@ -166,7 +181,7 @@ func describe(evs []sseEvent) []string {
 	var out []string
 	for _, ev := range evs {
 		switch {
-		case ev.Comment != "":
+		case ev.Comment != "" && ev.Type != "malformed":
 			out = append(out, ev.Comment)
 		case ev.Type == "message":
 			out = append(out, ev.ID)
@@ -443,7 +458,6 @@ func (ss *streamServer) handle(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusServiceUnavailable)
 		return
 	}
-	ss.subs <- s
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.WriteHeader(http.StatusOK)
 	http.NewResponseController(w).Flush()
@@ -453,6 +467,7 @@ func (ss *streamServer) handle(w http.ResponseWriter, r *http.Request) {
 	if before != nil {
 		before(s)
 	}
+	ss.subs <- s // after the hook: the test goes on once it is done
 	s.Serve(r.Context(), ResponseStream(w))
 }
 

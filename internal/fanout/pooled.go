@@ -59,8 +59,8 @@ func (s *Subscriber) Attach(conn net.Conn) error {
 // finish ends a pooled stream whose write token the caller holds: where no
 // event is half written, it tells the client why with a non-blocking write
 // (a disconnect event that does not fit is cut short by the close, and
-// EventSource drops an unfinished event), then closes the connection and
-// removes s. What is still queued is not written: the client resumes from
+// EventSource drops an unfinished event), then removes s and closes the
+// connection. What is still queued is not written: the client resumes from
 // history.
 func (h *Hub) finish(s *Subscriber, wv *writev) {
 	s.setTarget(nil) // no interrupt may land on the farewell
@@ -72,9 +72,11 @@ func (h *Hub) finish(s *Subscriber, wv *writev) {
 		s.conn.SetWriteDeadline(time.Time{}) // an interrupt's deadline would fail the write
 		wv.write(s.conn, s.rc, [][]byte{fw.Wire}, false)
 	}
+	// Removed first, so that a client told to reconnect finds its slot
+	// free (StreamsPerSession) by the time it sees the end of the stream.
+	h.remove(s)
 	s.conn.Close()
 	s.pending.reset()
-	h.remove(s)
 }
 
 // pending is what the holder of a pooled subscriber's write token took
