@@ -106,7 +106,7 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	num(&c.streamBytes, "stream-buffer-bytes", "STREAM_BUFFER_BYTES", 1<<20, "bytes queued per stream (not yet written to its socket) before a slow client is disconnected")
 	num(&c.replayMax, "replay-max", "REPLAY_MAX", 300, "most messages replayed when a stream resumes; beyond, the newest are sent with a history-trimmed notice")
 	num(&c.replayMaxBytes, "replay-max-bytes", "REPLAY_MAX_BYTES", 1<<20, "most bytes of messages replayed when a stream resumes")
-	str(&c.streamMode, "stream-mode", "STREAM_MODE", "pooled", "how plain HTTP/1 streams are served: pooled (connection taken over by shared writers, a few KiB each) or goroutine (one per stream); TLS and HTTP/2 streams are always goroutine")
+	str(&c.streamMode, "stream-mode", "STREAM_MODE", "pooled", "how plain HTTP/1 streams are served: pooled (connection hijacked and served by shared writers, a few KiB each) or goroutine (one per stream); TLS and HTTP/2 streams are always goroutine")
 	dur(&c.heartbeat, "heartbeat", "HEARTBEAT", 15*time.Second, "interval of heartbeat comments on streams")
 	dur(&c.writeTimeout, "write-timeout", "WRITE_TIMEOUT", 10*time.Second, "a stream whose writes make no progress this long is closed")
 	num(&c.waitReplicas, "redis-wait-replicas", "REDIS_WAIT_REPLICAS", 0, "a post waits until this many Redis replicas have it (WAIT) before answering 204")

@@ -9,7 +9,7 @@ import (
 )
 
 // TestHTTP2Stream: over HTTP/2 (here h2c, as behind a proxy speaking it)
-// streams cannot be taken over, so they are served on the standard path;
+// streams cannot be hijacked, so they are served by their own goroutine;
 // messages and resume work the same.
 func TestHTTP2Stream(t *testing.T) {
 	rs := redistest.Start(t)

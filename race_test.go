@@ -117,20 +117,29 @@ func TestSubscribeBeforeHistory(t *testing.T) {
 
 // TestReplaySkipsQueuedLive: messages posted after a stream subscribed but
 // before it read the newest ID are both queued live and replayed; the
-// queued copies are dropped, so each arrives once, in order.
+// queued copies are dropped, so each arrives once, in order. Messages
+// posted while the replay is being written (held at its first page read)
+// queue live and follow the replay, in order.
 func TestReplaySkipsQueuedLive(t *testing.T) {
 	rs := redistest.Start(t)
 	for _, mode := range streamModes {
 		t.Run(mode, func(t *testing.T) {
-			g := newGate(false, isNewest)
-			srv := startServerWith(t, rs.URL(), options{redisHooks: []redis.Hook{g}}, "-rate-posts", "0", "-stream-mode", mode)
+			beforeNewest := newGate(false, isNewest)
+			duringReplay := newGate(false, func(cmd redis.Cmder) bool {
+				a := cmd.Args() // the replay's page reads: XRANGE … COUNT 100
+				return cmd.Name() == "xrange" && len(a) == 6 && fmt.Sprint(a[5]) == "100"
+			})
+			srv := startServerWith(t, rs.URL(), options{redisHooks: []redis.Hook{beforeNewest, duringReplay}}, "-rate-posts", "0", "-stream-mode", mode)
 			bob := login(t, srv.URL, "bob")
 			alice := login(t, srv.URL, "alice")
-			postAll(bob, numbered("old-"+mode, 3))
-			last := pageLastID(t, alice)
-			g.armed.Store(true)
-			streamCh := openStreamAsync(alice, last, "")
-			waitHeld(t, g)
+			bob.post("start-" + mode)
+			from := pageLastID(t, alice)
+			old := numbered("old-"+mode, 150) // more than one replay page
+			postAll(bob, old)
+			beforeNewest.armed.Store(true)
+			duringReplay.armed.Store(true)
+			streamCh := openStreamAsync(alice, from, "")
+			waitHeld(t, beforeNewest)
 			delivered := readyzStats(t, srv.URL).Broker.Delivered
 			queued := numbered("queued-"+mode, 10)
 			postAll(bob, queued)
@@ -138,12 +147,17 @@ func TestReplaySkipsQueuedLive(t *testing.T) {
 			waitFor(t, 10*time.Second, "live delivery to the hub", func() bool {
 				return readyzStats(t, srv.URL).Broker.Delivered >= delivered+int64(len(queued))
 			})
-			close(g.release)
+			close(beforeNewest.release)
+			waitHeld(t, duringReplay)
+			during := numbered("during-"+mode, 10)
+			postAll(bob, during)
+			close(duringReplay.release)
 			s := <-streamCh
-			got := s.collectMessages(t, len(queued), 10*time.Second)
+			want := append(append(append([]string{}, old...), queued...), during...)
+			got := s.collectMessages(t, len(want), 10*time.Second)
 			bob.post("live-" + mode)
 			got = append(got, s.collectMessages(t, 1, 10*time.Second)...)
-			checkDelivery(t, "stream", got, append(queued, "live-"+mode), nil)
+			checkDelivery(t, "stream", got, append(want, "live-"+mode), nil)
 		})
 	}
 }

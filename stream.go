@@ -194,7 +194,7 @@ func sseHeaders(hdr http.Header) {
 // replay) are written by the request goroutine, before the hub takes over.
 type streamOut struct {
 	fanout.StreamWriter
-	conn    net.Conn // pooled: the connection taken over from net/http
+	conn    net.Conn // pooled: the connection hijacked from net/http
 	timeout time.Duration
 }
 
