@@ -352,14 +352,6 @@ type socketOpts struct {
 // not read blocks the server after some KiB.
 func smallBuffers() socketOpts { return socketOpts{clientRcvbuf: 4096, serverSndbuf: 4096} }
 
-func setBuf(rc syscall.RawConn, opt, size int) error {
-	var serr error
-	err := rc.Control(func(fd uintptr) {
-		serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, opt, size)
-	})
-	return errors.Join(err, serr)
-}
-
 // dial connects to addr with opts' client side.
 func dial(t testing.TB, addr string, opts socketOpts) *net.TCPConn {
 	t.Helper()
@@ -367,7 +359,7 @@ func dial(t testing.TB, addr string, opts socketOpts) *net.TCPConn {
 		if opts.clientRcvbuf == 0 {
 			return nil
 		}
-		return setBuf(rc, syscall.SO_RCVBUF, opts.clientRcvbuf)
+		return setBuf(rc, soRcvbuf, opts.clientRcvbuf)
 	}}
 	c, err := d.Dial("tcp", addr)
 	if err != nil {
@@ -386,7 +378,7 @@ func (l sndbufListener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if err == nil && l.size > 0 {
 		rc, _ := c.(*net.TCPConn).SyscallConn()
-		err = setBuf(rc, syscall.SO_SNDBUF, l.size)
+		err = setBuf(rc, soSndbuf, l.size)
 	}
 	return c, err
 }
