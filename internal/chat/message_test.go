@@ -161,3 +161,14 @@ func inputStatus(t testing.TB, err error) (int, string) {
 	}
 	return ie.Status, ie.Msg
 }
+
+// BenchmarkDecodeStored is the validation of one payload or history entry,
+// paid once per message per instance.
+func BenchmarkDecodeStored(b *testing.B) {
+	body, _ := Message{User: "alice", UID: "alice", Text: "hello, this is a typical chat message", Time: time.Now()}.Body()
+	id := ID{1732650000000, 0}
+	b.ReportAllocs()
+	for b.Loop() {
+		DecodeStored(DefaultRoom, id, 42, body)
+	}
+}

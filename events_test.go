@@ -1,0 +1,19 @@
+package main
+
+import (
+	"testing"
+	"time"
+
+	"chatroom/internal/chat"
+)
+
+// BenchmarkMessageEvent is the per-message encoding cost (JSON and SSE
+// framing), paid once per message whatever the number of streams.
+func BenchmarkMessageEvent(b *testing.B) {
+	m := chat.Message{ID: "1732650000000-0", Room: chat.DefaultRoom, Seq: 42, User: "alice", UID: "alice",
+		Text: "hello, this is a typical chat message", Time: time.Now()}
+	b.ReportAllocs()
+	for b.Loop() {
+		messageEvent(m)
+	}
+}
