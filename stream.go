@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -91,6 +92,10 @@ func handleStream(user func(*http.Request) (identity, bool), b *broker.Broker, h
 		}
 
 		out, err := openStream(w, mode, cfg.writeTimeout)
+		if errors.Is(err, errGoneAtStart) {
+			s.Cancel() // the client left before the response head was written
+			return
+		}
 		if err != nil {
 			log.Error("opening stream", "err", err)
 			s.Cancel()
@@ -225,10 +230,14 @@ func openStream(w http.ResponseWriter, mode fanout.Mode, timeout time.Duration) 
 	out := &streamOut{StreamWriter: connWriter{conn}, conn: conn, timeout: timeout}
 	if err := out.write(head.Bytes()); err != nil {
 		conn.Close()
-		return nil, err
+		return nil, fmt.Errorf("%w: %v", errGoneAtStart, err)
 	}
 	return out, nil
 }
+
+// errGoneAtStart: a pooled stream's connection, already taken from net/http,
+// did not take the response head.
+var errGoneAtStart = errors.New("the client went away before the stream started")
 
 // write writes b in chunks, each under its own deadline: a client that keeps
 // taking bytes is never cut off, one that takes none for the write timeout is.
