@@ -1,17 +1,41 @@
-// The chat page: live messages over Server-Sent Events, sending with fetch.
+// The chat page: one room shown, every joined room live over one stream of
+// Server-Sent Events, sending with fetch.
 // User text is only ever inserted with textContent, never as HTML.
 "use strict";
 
 (() => {
+  const DEFAULT_ROOM = "chat"; // the room of "/" (its position entry is written bare)
+  const ROOM_NAME = /^[a-z0-9_-]{1,32}$/;
+  const TYPING_SHOWN_MS = 6000; // how long "alice is typing…" stays without a new signal
+  const TYPING_EVERY_MS = 3000; // at most one typing signal this often while typing
+  const NOTICE_COALESCE_MS = 60000; // join/leave notices this close merge into one line
+
   const body = document.body;
   const myUID = body.dataset.uid;
+  const room = body.dataset.room || DEFAULT_ROOM;
+  const typingURL = body.dataset.typingUrl || "";
   const list = document.getElementById("messages");
   const statusEl = document.getElementById("status");
   const form = document.getElementById("send");
+  const postURL = form.getAttribute("action") || "/post";
   const input = document.getElementById("in");
   const errorEl = document.getElementById("send-error");
-  let lastId = body.dataset.lastId || "";
+  const typingEl = document.getElementById("typing");
+  const onlineBtn = document.getElementById("online");
+  const onlineCount = document.getElementById("online-count");
+  const membersEl = document.getElementById("members");
+  const sidebar = document.getElementById("sidebar");
+  const roomsToggle = document.getElementById("rooms-toggle");
+  const unreadTotal = document.getElementById("unread-total");
+  const joinedEl = document.getElementById("joined");
+  const leaveForm = document.getElementById("leave");
+  const joinForm = document.getElementById("join");
+  const joinName = document.getElementById("join-name");
+  const joinError = document.getElementById("join-error");
 
+  body.classList.add("js"); // the drawer is only hidden when this script can open it
+
+  // --- positions ---
   // compareIds orders Redis stream IDs "<ms>-<seq>".
   function compareIds(a, b) {
     const [am, as] = a.split("-").map(Number);
@@ -19,6 +43,50 @@
     return am - bm || as - bs;
   }
 
+  const ID = /^\d+-\d+$/;
+
+  // parsePosition reads a composite position "<ms>-<seq>,dev=<ms>-<seq>,…"
+  // (the default room's entry bare) into a Map room → ID.
+  function parsePosition(s) {
+    const pos = new Map();
+    for (const entry of (s || "").split(",")) {
+      if (!entry) continue;
+      const eq = entry.indexOf("=");
+      const r = eq < 0 ? DEFAULT_ROOM : entry.slice(0, eq);
+      const id = eq < 0 ? entry : entry.slice(eq + 1);
+      if (ID.test(id)) pos.set(r, id);
+    }
+    return pos;
+  }
+
+  // formatPosition writes a position as the server reads it: the default
+  // room first and bare, the others sorted by name.
+  function formatPosition(pos) {
+    const rooms = [...pos.keys()].filter((r) => r !== DEFAULT_ROOM).sort();
+    const out = rooms.map((r) => r + "=" + pos.get(r));
+    if (pos.has(DEFAULT_ROOM)) out.unshift(pos.get(DEFAULT_ROOM));
+    return out.join(",");
+  }
+
+  // Where each room of the stream stands: the newest message received (or
+  // rendered), so a message is shown or counted once, and a fresh stream
+  // after the browser gave up resumes every room where it was.
+  const position = parsePosition(body.dataset.position);
+  let moved = false; // position differs from the page's
+  if (body.dataset.lastId && ID.test(body.dataset.lastId)) {
+    const known = position.get(room);
+    if (!known || compareIds(body.dataset.lastId, known) > 0) position.set(room, body.dataset.lastId);
+  }
+
+  function advance(r, id) {
+    const known = position.get(r);
+    if (known && compareIds(id, known) <= 0) return false; // already had it
+    position.set(r, id);
+    moved = true;
+    return true;
+  }
+
+  // --- the message list ---
   function localTime(iso) {
     const d = new Date(iso);
     return isNaN(d) ? "" : d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
@@ -33,8 +101,6 @@
   }
 
   function addMessage(m) {
-    if (lastId && compareIds(m.id, lastId) <= 0) return; // already shown
-    lastId = m.id;
     const stick = nearBottom() || m.uid === myUID;
     const li = document.createElement("li");
     li.className = m.uid === myUID ? "msg own" : "msg";
@@ -63,8 +129,197 @@
     li.textContent = text;
     list.append(li);
     scrollToEnd();
+    return li;
   }
 
+  // names lists people for a sentence: "alice", "alice and bob",
+  // "alice, bob and carol", "alice, bob and 3 others".
+  function names(people) {
+    if (people.length <= 3) {
+      return people.length <= 1 ? people.join("") : people.slice(0, -1).join(", ") + " and " + people[people.length - 1];
+    }
+    return people.slice(0, 2).join(", ") + " and " + (people.length - 2) + " others";
+  }
+
+  // Join and leave notices in a row merge into one line ("alice and bob
+  // joined, carol left"); each person counts once, with what they did last.
+  let presenceLine = null; // { li, at, people: Map uid → {user, kind} }
+
+  function presenceNotice(kind, user, uid) {
+    const now = Date.now();
+    if (!presenceLine || list.lastElementChild !== presenceLine.li || now - presenceLine.at > NOTICE_COALESCE_MS) {
+      presenceLine = { li: addNotice(""), at: now, people: new Map() };
+      presenceLine.li.classList.add("presence");
+    }
+    presenceLine.at = now;
+    presenceLine.people.delete(uid); // re-insert: order of the latest change
+    presenceLine.people.set(uid, { user, kind });
+    const joined = [], left = [];
+    for (const p of presenceLine.people.values()) (p.kind === "join" ? joined : left).push(p.user);
+    const parts = [];
+    if (joined.length) parts.push(names(joined) + " joined");
+    if (left.length) parts.push(names(left) + " left");
+    presenceLine.li.textContent = parts.join(", ");
+    scrollToEnd();
+  }
+
+  // --- who is online, per room ---
+  const online = new Map(); // room → Map uid → name
+
+  function roomMembers(r) {
+    let m = online.get(r);
+    if (!m) online.set(r, (m = new Map()));
+    return m;
+  }
+
+  function renderMembers() {
+    const m = online.get(room);
+    onlineCount.textContent = m ? String(m.size) : "?";
+    const people = m ? [...m].sort((a, b) => a[1].localeCompare(b[1]) || a[0].localeCompare(b[0])) : [];
+    const items = people.map(([uid, name]) => {
+      const li = document.createElement("li");
+      li.dataset.uid = uid;
+      li.textContent = name;
+      if (uid === myUID) {
+        li.classList.add("me");
+        const you = document.createElement("span");
+        you.className = "you";
+        you.textContent = " (you)";
+        li.append(you);
+      }
+      return li;
+    });
+    membersEl.replaceChildren(...items);
+  }
+
+  function setPresence(d) {
+    const m = new Map();
+    for (const u of d.users || []) m.set(u.uid, u.user);
+    online.set(d.room, m);
+    if (d.room === room) renderMembers();
+  }
+
+  function memberChange(kind, d) {
+    const m = roomMembers(d.room);
+    if (kind === "join") m.set(d.uid, d.user);
+    else m.delete(d.uid);
+    if (d.room !== room) return;
+    renderMembers();
+    if (d.uid !== myUID) presenceNotice(kind, d.user, d.uid);
+    if (kind === "leave") stopTyping(d.uid);
+  }
+
+  onlineBtn.addEventListener("click", () => {
+    const open = membersEl.hidden;
+    membersEl.hidden = !open;
+    onlineBtn.setAttribute("aria-expanded", String(open));
+  });
+  document.addEventListener("click", (e) => {
+    if (!membersEl.hidden && !onlineBtn.contains(e.target) && !membersEl.contains(e.target)) {
+      membersEl.hidden = true;
+      onlineBtn.setAttribute("aria-expanded", "false");
+    }
+  });
+
+  // --- who is typing (the current room only; never yourself) ---
+  const typing = new Map(); // uid → { user, timer }
+
+  function renderTyping() {
+    const people = [...typing.values()].map((t) => t.user);
+    if (people.length === 0) typingEl.textContent = "";
+    else if (people.length === 1) typingEl.textContent = people[0] + " is typing…";
+    else if (people.length === 2) typingEl.textContent = people[0] + " and " + people[1] + " are typing…";
+    else typingEl.textContent = people.length + " people are typing…";
+  }
+
+  function startTyping(uid, user) {
+    const t = typing.get(uid);
+    if (t) clearTimeout(t.timer);
+    typing.set(uid, { user, timer: setTimeout(() => stopTyping(uid), TYPING_SHOWN_MS) });
+    renderTyping();
+  }
+
+  function stopTyping(uid) {
+    const t = typing.get(uid);
+    if (!t) return;
+    clearTimeout(t.timer);
+    typing.delete(uid);
+    renderTyping();
+  }
+
+  // --- unread counts of the other joined rooms ---
+  // Kept in sessionStorage, so they survive moving between rooms in this
+  // tab; opening a room clears its count.
+  const UNREAD_KEY = "chat.unread";
+
+  function loadUnread() {
+    try {
+      const o = JSON.parse(sessionStorage.getItem(UNREAD_KEY) || "{}");
+      return new Map(Object.entries(o).filter(([, n]) => Number.isInteger(n) && n > 0));
+    } catch {
+      return new Map();
+    }
+  }
+
+  const unread = loadUnread();
+  unread.delete(room); // open, so read
+  for (const r of [...unread.keys()]) {
+    if (![...joinedEl.children].some((li) => li.dataset.room === r)) unread.delete(r); // left since
+  }
+
+  function saveUnread() {
+    try {
+      sessionStorage.setItem(UNREAD_KEY, JSON.stringify(Object.fromEntries(unread)));
+    } catch {
+      // storage full or disabled: counts live as long as the page
+    }
+  }
+
+  function roomURL(r) {
+    return r === DEFAULT_ROOM ? "/" : "/r/" + r;
+  }
+
+  // sidebarEntry returns the joined-room item of r, adding one for a room
+  // joined since the page was rendered (in another tab).
+  function sidebarEntry(r) {
+    for (const li of joinedEl.children) if (li.dataset.room === r) return li;
+    const li = document.createElement("li");
+    li.dataset.room = r;
+    const a = document.createElement("a");
+    a.href = roomURL(r);
+    a.textContent = "#" + r;
+    const badge = document.createElement("span");
+    badge.className = "unread";
+    badge.hidden = true;
+    li.append(a, badge);
+    joinedEl.append(li);
+    return li;
+  }
+
+  function renderUnread() {
+    let total = 0;
+    for (const li of joinedEl.children) {
+      const badge = li.querySelector(".unread");
+      if (!badge) continue;
+      const n = li.dataset.room === room ? 0 : unread.get(li.dataset.room) || 0;
+      badge.textContent = n ? String(n) : "";
+      badge.title = n ? n + " unread" : "";
+      badge.hidden = n === 0;
+      total += n;
+    }
+    unreadTotal.textContent = total ? String(total) : "";
+    unreadTotal.hidden = total === 0;
+    document.title = (total ? "(" + total + ") " : "") + "#" + room + " · Chat";
+  }
+
+  function countUnread(r) {
+    sidebarEntry(r);
+    unread.set(r, (unread.get(r) || 0) + 1);
+    saveUnread();
+    renderUnread();
+  }
+
+  // --- status and errors ---
   function setStatus(state, text) {
     statusEl.className = "status " + state;
     statusEl.textContent = text;
@@ -87,8 +342,38 @@
   const received = [];
   window.chatReceived = received;
   function record(e) {
-    received.push({ type: e.type, id: e.lastEventId, data: e.data });
+    let r = "";
+    try {
+      r = JSON.parse(e.data).room || "";
+    } catch {
+      // recorded as it came
+    }
+    received.push({ type: e.type, id: e.lastEventId, data: e.data, room: r });
     if (received.length > 5000) received.splice(0, 1000);
+  }
+
+  function onMessage(e) {
+    const m = JSON.parse(e.data);
+    const r = m.room || DEFAULT_ROOM;
+    if (!ID.test(m.id) || !advance(r, m.id)) return; // already shown or counted
+    if (r !== room) {
+      countUnread(r);
+      return;
+    }
+    stopTyping(m.uid);
+    addMessage(m);
+  }
+
+  function onNotice(e) {
+    const n = JSON.parse(e.data);
+    if (!n.room || n.room === room) addNotice(n.text);
+    else addNotice("#" + n.room + ": " + n.text);
+  }
+
+  function onTyping(e) {
+    const d = JSON.parse(e.data);
+    if (d.room !== room || d.uid === myUID) return;
+    startTyping(d.uid, d.user);
   }
 
   let source = null;
@@ -98,14 +383,21 @@
   function connect() {
     clearTimeout(retryTimer);
     if (source) source.close();
-    const url = "/stream" + (lastId ? "?last_event_id=" + encodeURIComponent(lastId) : "");
-    source = new EventSource(url);
+    // The first connection starts exactly where the page was rendered;
+    // later ones (after the browser gave up) where each room got to.
+    const from = moved || !body.dataset.position ? formatPosition(position) : body.dataset.position;
+    source = new EventSource("/stream" + (from ? "?last_event_id=" + encodeURIComponent(from) : ""));
     source.onopen = () => {
       backoff = 1000;
       setStatus("connected", "connected");
     };
-    for (const type of ["message", "status", "notice", "disconnect"]) source.addEventListener(type, record);
-    source.addEventListener("message", (e) => addMessage(JSON.parse(e.data)));
+    const types = ["message", "presence", "join", "leave", "typing", "status", "notice", "disconnect"];
+    for (const type of types) source.addEventListener(type, record);
+    source.addEventListener("message", onMessage);
+    source.addEventListener("presence", (e) => setPresence(JSON.parse(e.data)));
+    source.addEventListener("join", (e) => memberChange("join", JSON.parse(e.data)));
+    source.addEventListener("leave", (e) => memberChange("leave", JSON.parse(e.data)));
+    source.addEventListener("typing", onTyping);
     source.addEventListener("status", (e) => {
       if (JSON.parse(e.data).state === "degraded") {
         setStatus("degraded", "chat store unavailable: messages will arrive when it is back");
@@ -113,7 +405,7 @@
         setStatus("connected", "connected");
       }
     });
-    source.addEventListener("notice", (e) => addNotice(JSON.parse(e.data).text));
+    source.addEventListener("notice", onNotice);
     source.addEventListener("disconnect", (e) => {
       if (JSON.parse(e.data).reason === "logged-out") {
         source.close(); // logged out here or in another window
@@ -155,6 +447,7 @@
 
   // --- sending ---
   let sending = false;
+  let lastTypingSignal = 0; // when the last typing signal was sent (ms)
   // Each typed message gets an ID, kept while it is resent after an error,
   // so a message that was stored although its answer was lost is not
   // stored twice.
@@ -176,14 +469,17 @@
     sending = true;
     if (pending.text !== text) pending = { text, id: newClientId() };
     try {
-      const r = await fetch("/post", {
+      const r = await fetch(postURL, {
         method: "POST",
         body: new URLSearchParams({ message: text, client_id: pending.id }),
         credentials: "same-origin",
       });
       if (r.status === 204) {
         pending = { text: null, id: null };
-        if (input.value === text) input.value = "";
+        if (input.value === text) {
+          input.value = "";
+          lastTypingSignal = 0; // the next message's typing is news again
+        }
         hideError();
       } else if (r.status === 401) {
         showError("Your session has ended: log in again (your text is kept here).");
@@ -210,7 +506,76 @@
     }
   });
 
-  for (const t of list.querySelectorAll("time")) t.textContent = localTime(t.dateTime);
+  // Typing signals: at most one every TYPING_EVERY_MS while there is text
+  // being typed, none while a message is on its way. A refused signal (429:
+  // the server's own limit) is simply dropped.
+  input.addEventListener("input", () => {
+    if (!typingURL || sending || !input.value.trim()) return;
+    const now = Date.now();
+    if (now - lastTypingSignal < TYPING_EVERY_MS) return;
+    lastTypingSignal = now;
+    fetch(typingURL, { method: "POST", body: new URLSearchParams(), credentials: "same-origin" }).catch(() => {});
+  });
+
+  // --- rooms: leave, join, the drawer ---
+  leaveForm.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const button = leaveForm.querySelector("button");
+    button.disabled = true;
+    try {
+      const r = await fetch(leaveForm.getAttribute("action"), {
+        method: "POST",
+        body: new URLSearchParams(),
+        headers: { Accept: "application/json" },
+        credentials: "same-origin",
+      });
+      if (r.ok) {
+        unread.delete(room);
+        saveUnread();
+        location.assign("/");
+        return;
+      }
+      showError("Could not leave #" + room + ": " + ((await r.text()).trim() || "the server answered " + r.status) + ".");
+    } catch {
+      showError("Could not leave #" + room + ": the server cannot be reached.");
+    }
+    button.disabled = false;
+  });
+
+  joinForm.addEventListener("submit", (e) => {
+    e.preventDefault();
+    const name = joinName.value.trim().replace(/^#/, "").toLowerCase();
+    if (!ROOM_NAME.test(name)) {
+      joinError.textContent = "A room name is 1 to 32 letters a–z, digits, - or _.";
+      joinError.hidden = false;
+      return;
+    }
+    joinError.hidden = true;
+    location.assign(roomURL(name));
+  });
+  joinName.addEventListener("input", () => {
+    joinError.hidden = true;
+  });
+
+  function setDrawer(open) {
+    body.classList.toggle("drawer-open", open);
+    roomsToggle.setAttribute("aria-expanded", String(open));
+  }
+  roomsToggle.addEventListener("click", () => setDrawer(!body.classList.contains("drawer-open")));
+  document.addEventListener("keydown", (e) => {
+    if (e.key === "Escape") {
+      setDrawer(false);
+      membersEl.hidden = true;
+      onlineBtn.setAttribute("aria-expanded", "false");
+    }
+  });
+  document.addEventListener("click", (e) => {
+    if (body.classList.contains("drawer-open") && !sidebar.contains(e.target) && !roomsToggle.contains(e.target)) setDrawer(false);
+  });
+
+  for (const t of document.querySelectorAll("time")) t.textContent = localTime(t.dateTime);
+  saveUnread(); // this room's count is cleared: it is open
+  renderUnread();
   scrollToEnd();
   connect();
 })();
