@@ -132,12 +132,13 @@ func onlineIs(people ...string) string {
 	})()`, jsJSON(people))
 }
 
-// noticeShown is the condition that a notice line of the room contains text.
+// noticeShown is the condition that a join/leave line of the room contains
+// text.
 func noticeShown(text string) string {
-	return fmt.Sprintf(`[...document.querySelectorAll("#messages li.notice")].some((li) => li.textContent.includes(%s))`, jsLiteral(text))
+	return fmt.Sprintf(`[...document.querySelectorAll("#messages li.presence")].some((li) => li.textContent.includes(%s))`, jsLiteral(text))
 }
 
-// watchNotices records every text a notice line of the page ever shows
+// watchNotices records every text a join/leave line of the page ever shows
 // (window.testNotices), so a "bob left" that was shown and then merged away
 // is still seen.
 func (b *browserTab) watchNotices() {
@@ -145,7 +146,7 @@ func (b *browserTab) watchNotices() {
 	pageEval[chromedp.Void](b, `(() => {
 		const seen = window.testNotices = [];
 		const look = () => {
-			for (const li of document.querySelectorAll("#messages li.notice")) {
+			for (const li of document.querySelectorAll("#messages li.presence")) {
 				if (!seen.includes(li.textContent)) seen.push(li.textContent);
 			}
 		};
@@ -347,9 +348,9 @@ func TestBrowserRoomsTyping(t *testing.T) {
 		t.Errorf("bob's page sent %d typing signals on sending, want none", n-posts)
 	}
 
-	// Typing without sending: shown, then gone by itself.
-	bob.do("type again", chromedp.SendKeys(chromedp.ID("in"), "one more thing"))
-	alice.waitFor(`alice sees "bob is typing…" again`, typingIs("bob is typing…"))
+	// Typing without sending: shown, then gone by itself. Bob types on
+	// until alice sees it (the page waits 3 s from its last signal).
+	typeUntil(bob, alice, `alice sees "bob is typing…" again`, typingIs("bob is typing…"))
 	shown := time.Now()
 	alice.waitFor("the typing line clears by itself", typingIs(""))
 	if d := time.Since(shown); d < 2*time.Second {
@@ -369,6 +370,20 @@ func TestBrowserRoomsTyping(t *testing.T) {
 		}
 	}
 	checkNoPageProblems(t, alice, bob, carol)
+}
+
+// typeUntil has typist type one character at a time, as a person does,
+// until cond holds in watcher's page.
+func typeUntil(typist, watcher *browserTab, what, cond string) {
+	typist.t.Helper()
+	deadline := time.Now().Add(browserWait)
+	for time.Now().Before(deadline) {
+		typist.do("type a character", chromedp.SendKeys(chromedp.ID("in"), "."))
+		if watcher.poll(cond, 250*time.Millisecond) == nil {
+			return
+		}
+	}
+	watcher.waitFor(what, cond) // fails, describing the page
 }
 
 // sidebarBadges returns the unread badge of each joined room in the

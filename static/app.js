@@ -129,7 +129,6 @@
     li.textContent = text;
     list.append(li);
     scrollToEnd();
-    return li;
   }
 
   // names lists people for a sentence: "alice", "alice and bob",
@@ -148,8 +147,12 @@
   function presenceNotice(kind, user, uid) {
     const now = Date.now();
     if (!presenceLine || list.lastElementChild !== presenceLine.li || now - presenceLine.at > NOTICE_COALESCE_MS) {
-      presenceLine = { li: addNotice(""), at: now, people: new Map() };
-      presenceLine.li.classList.add("presence");
+      // Its own class, neither "msg" nor "notice": it is not a message,
+      // and not one of the stream's notices.
+      const li = document.createElement("li");
+      li.className = "presence";
+      list.append(li);
+      presenceLine = { li, at: now, people: new Map() };
     }
     presenceLine.at = now;
     presenceLine.people.delete(uid); // re-insert: order of the latest change
@@ -476,10 +479,7 @@
       });
       if (r.status === 204) {
         pending = { text: null, id: null };
-        if (input.value === text) {
-          input.value = "";
-          lastTypingSignal = 0; // the next message's typing is news again
-        }
+        if (input.value === text) input.value = "";
         hideError();
       } else if (r.status === 401) {
         showError("Your session has ended: log in again (your text is kept here).");
@@ -507,8 +507,10 @@
   });
 
   // Typing signals: at most one every TYPING_EVERY_MS while there is text
-  // being typed, none while a message is on its way. A refused signal (429:
-  // the server's own limit) is simply dropped.
+  // being typed (a keystroke starts one; none is sent later on a timer, so
+  // none follows a sent message), none while a message is on its way. The
+  // spacing holds across messages too, which keeps one tab below the
+  // server's limit; a refused signal (429: several tabs) is dropped.
   input.addEventListener("input", () => {
     if (!typingURL || sending || !input.value.trim()) return;
     const now = Date.now();
