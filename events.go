@@ -82,3 +82,4 @@ type hubSink struct{ hub *fanout.Hub }
 func (s hubSink) Deliver(m chat.Message) { s.hub.Broadcast(m.Room, messageEvent(m)) }
 func (s hubSink) SetDegraded(d bool)     { s.hub.SetDegraded(d) }
 func (s hubSink) EndSession(sid string)  { s.hub.EndSession(sid) }
+func (s hubSink) Signal(sig chat.Signal) { s.hub.Broadcast(sig.Room, controlEvent(sig.Kind, sig)) }

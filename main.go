@@ -101,7 +101,7 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 		ProbeInterval: cfg.probeInterval,
 		ProbeTimeout:  cfg.probeTimeout,
 		OpTimeout:     3 * time.Second,
-		Rooms:         []string{chat.DefaultRoom},
+		Linger:        30 * time.Second,
 	}, log)
 	handler := newServer(deps{
 		log:         log,
@@ -146,6 +146,10 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 	publisherDone := make(chan struct{})
 	go func() { defer close(brokerDone); b.Run(brokerCtx, hubSink{h}) }()
 	go func() { defer close(publisherDone); b.RunPublisher(brokerCtx) }()
+	if _, err := b.Acquire(ctx, chat.DefaultRoom); err != nil { // interim: until streams acquire their rooms
+		stopBroker()
+		return err
+	}
 
 	scheme := "http"
 	if cfg.tlsCert != "" {
