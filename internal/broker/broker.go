@@ -67,6 +67,7 @@ type Broker struct {
 	table   map[string]*interest // rooms local streams want, or lingering
 	pending []pendingRoom        // rooms new to table, not yet seen by Run
 	wake    chan struct{}        // tells Run about pending (buffered 1)
+	touched map[string]time.Time // rooms this process put in the active list lately
 }
 
 // position is where delivery of a room stands: the newest history entry
@@ -88,6 +89,7 @@ func New(rdb redis.UniversalClient, cfg Config, log *slog.Logger) *Broker {
 		pos:      make(map[string]position),
 		table:    make(map[string]*interest),
 		wake:     make(chan struct{}, 1),
+		touched:  make(map[string]time.Time),
 	}
 }
 

@@ -271,3 +271,65 @@ func TestClusterRoomsAcrossSlots(t *testing.T) {
 		}
 	}
 }
+
+// A user's rooms: joined once, capped, left, listed in position order;
+// every key expires.
+func TestJoinedRooms(t *testing.T) {
+	rs := redistest.Start(t)
+	b := New(rs.Client(), testConfig(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx := context.Background()
+	for _, r := range []string{"ops", "chat", "dev"} {
+		if joined, err := b.Join(ctx, "alice", r, 3); err != nil || !joined {
+			t.Fatalf("join %s: %v %v", r, joined, err)
+		}
+	}
+	if joined, err := b.Join(ctx, "alice", "dev", 3); err != nil || joined {
+		t.Fatalf("second join of dev: joined %v, %v", joined, err)
+	}
+	if _, err := b.Join(ctx, "alice", "four", 3); err != ErrTooManyRooms {
+		t.Fatalf("join beyond the cap: %v, want ErrTooManyRooms", err)
+	}
+	got, err := b.Joined(ctx, "alice", 20)
+	if err != nil || !slices.Equal(got, []string{"chat", "dev", "ops"}) {
+		t.Fatalf("Joined = %v, %v", got, err)
+	}
+	if err := b.Leave(ctx, "alice", "dev"); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := b.Joined(ctx, "alice", 20); !slices.Equal(got, []string{"chat", "ops"}) {
+		t.Fatalf("after leaving dev: %v", got)
+	}
+	if ttl := rs.Client().TTL(ctx, joinedKey("alice")).Val(); ttl <= 0 {
+		t.Fatalf("joined rooms key TTL %v: it must expire", ttl)
+	}
+	if _, err := b.Join(ctx, "alice", "Bad Room", 3); err == nil {
+		t.Fatal("joined an invalid room name")
+	}
+}
+
+// The active list: newest first, bounded, refreshed by Touch.
+func TestActiveRooms(t *testing.T) {
+	rs := redistest.Start(t)
+	b := New(rs.Client(), testConfig(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx := context.Background()
+	for _, r := range []string{"a", "b", "c"} {
+		if err := b.Touch(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(2 * time.Millisecond) // distinct millisecond scores, not synchronisation
+	}
+	got, err := b.Active(ctx, 2)
+	if err != nil || len(got) != 2 || got[0].Room != "c" || got[1].Room != "b" {
+		t.Fatalf("Active(2) = %+v, %v; want c, b", got, err)
+	}
+	for i := range activeKept + 10 {
+		rs.Client().ZAdd(ctx, activeKey, redis.Z{Score: float64(time.Now().UnixMilli()), Member: fmt.Sprint("r", i)})
+	}
+	b.touched = map[string]time.Time{}
+	if err := b.Touch(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if n := rs.Client().ZCard(ctx, activeKey).Val(); n > activeKept {
+		t.Fatalf("active list holds %d rooms, cap %d", n, activeKept)
+	}
+}
