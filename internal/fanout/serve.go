@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 )
 
@@ -48,7 +49,7 @@ var errEnded = errors.New("stream ended")
 func (s *Subscriber) Serve(ctx context.Context, w StreamWriter) {
 	h := s.hub
 	if s.mode != Goroutine {
-		h.log.Error("fanout: Serve called on a pooled subscriber", "room", s.room)
+		h.log.Error("fanout: Serve called on a pooled subscriber", "rooms", strings.Join(s.rooms, ","))
 		s.Cancel()
 		return
 	}

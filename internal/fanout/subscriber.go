@@ -41,17 +41,19 @@ const (
 // Hub.Subscribe.
 type Subscriber struct {
 	hub     *Hub
-	room    string
+	rooms   []string // sorted by compareRooms, no duplicates
 	session string
 	mode    Mode
+	release func() // called once it left the registry (Hub.remove); may be nil
 
 	done   chan struct{} // closed when the stream ends (closed is set)
 	notify chan struct{} // Goroutine mode: an event or the end is waiting; buffered 1
 
 	// Guarded by hub.mu.
-	roomIdx    int  // position in the registry's room list
-	sessionIdx int  // position in the registry's session list
-	removed    bool // taken out of the registry
+	roomIdx    []int // roomIdx[i]: position in the registry's list of rooms[i]
+	sessionIdx int   // position in the registry's session list
+	allIdx     int   // position in the registry's list of all streams
+	removed    bool  // taken out of the registry
 
 	mu      sync.Mutex // guards the fields up to armMu
 	q       queue
@@ -74,12 +76,15 @@ type Subscriber struct {
 	pending pending
 }
 
-func newSubscriber(h *Hub, room, session string, mode Mode) *Subscriber {
+// newSubscriber makes a subscriber of rooms, sorted by sortRooms.
+func newSubscriber(h *Hub, rooms []string, session string, mode Mode, release func()) *Subscriber {
 	return &Subscriber{
 		hub:     h,
-		room:    room,
+		rooms:   rooms,
 		session: session,
 		mode:    mode,
+		release: release,
+		roomIdx: make([]int, len(rooms)),
 		done:    make(chan struct{}),
 		notify:  make(chan struct{}, 1),
 	}
