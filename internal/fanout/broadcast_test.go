@@ -7,6 +7,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"chatroom/internal/chat"
 )
 
 // TestBroadcastOrderAndCompleteness: many streams of both modes, all
@@ -85,7 +87,7 @@ func TestSkipUpTo(t *testing.T) {
 					h.Broadcast("chat", notice(fmt.Sprint(i)))
 				}
 			}
-			s.SkipUpTo(message(6, 0).ID)
+			s.SkipUpTo(chat.DefaultRoom, message(6, 0).ID)
 		})
 		c.start()
 		h.Broadcast("chat", message(5, 100)) // covered by the replay, though late

@@ -93,12 +93,17 @@ func newSubscriber(h *Hub, rooms []string, session string, mode Mode, release fu
 // Done is closed when the stream has ended, for whatever reason.
 func (s *Subscriber) Done() <-chan struct{} { return s.done }
 
-// SkipUpTo drops the queued events, and those broadcast later, whose
-// non-zero ID is not after id: a replay already sent them. Events without
-// an ID are kept. Call it before Attach or Serve.
-func (s *Subscriber) SkipUpTo(id chat.ID) {
+// SkipUpTo drops the queued events of room, and those broadcast later,
+// whose non-zero ID is not after id: a replay of room already sent them.
+// Events of other rooms, and events without an ID, are kept. A room not on
+// the stream is ignored. Call it, for each room replayed, before Attach or
+// Serve.
+func (s *Subscriber) SkipUpTo(room string, id chat.ID) {
+	if _, ok := roomIndex(s.rooms, room); !ok {
+		return
+	}
 	s.mu.Lock()
-	s.q.skipUpTo(id)
+	s.q.skipUpTo(room, id)
 	s.mu.Unlock()
 }
 
