@@ -155,7 +155,7 @@ func TestNoFarewellAfterHalfEvent(t *testing.T) {
 		s.mu.Lock()
 		s.state = scheduled // the test holds the write token
 		s.mu.Unlock()
-		s.pending.add(ev.Wire)
+		s.pending.add(ev, s.pos)
 		if tc.written > 0 {
 			n, err := s.conn.Write(ev.Wire[:tc.written])
 			if err != nil {

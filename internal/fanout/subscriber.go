@@ -2,6 +2,8 @@ package fanout
 
 import (
 	"net"
+	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -72,6 +74,10 @@ type Subscriber struct {
 	armMu  sync.Mutex
 	target interface{ SetWriteDeadline(time.Time) error }
 
+	// Owned by the stream's writer (the holder of the write token, or
+	// Serve), and before Attach or Serve by the request goroutine.
+	pos *Position // what its id lines say: where its client is in each room
+
 	// Pooled mode: owned by the holder of the write token.
 	pending pending
 }
@@ -84,6 +90,7 @@ func newSubscriber(h *Hub, rooms []string, session string, mode Mode, release fu
 		session: session,
 		mode:    mode,
 		release: release,
+		pos:     newPosition(rooms, nil),
 		roomIdx: make([]int, len(rooms)),
 		done:    make(chan struct{}),
 		notify:  make(chan struct{}, 1),
@@ -105,6 +112,36 @@ func (s *Subscriber) SkipUpTo(room string, id chat.ID) {
 	s.mu.Lock()
 	s.q.skipUpTo(room, id)
 	s.mu.Unlock()
+}
+
+// SetPosition gives the stream the position its replay brought the client
+// to: the request goroutine writes the replay with p (Position.Wire or
+// AppendWire), then hands p over, and the stream's writer goes on from
+// there. Call it before Attach or Serve; afterwards it is an error, logged
+// and ignored. Without it, a stream starts at NewPosition(rooms, nil).
+//
+// p should be a position of the stream's rooms. If it is not, the error is
+// logged and the stream takes p's entries of its own rooms.
+func (s *Subscriber) SetPosition(p *Position) {
+	if p == nil {
+		return
+	}
+	if !slices.Equal(p.rooms, s.rooms) {
+		s.hub.log.Error("fanout: SetPosition of other rooms than the stream's",
+			"rooms", strings.Join(s.rooms, ","), "position", p.String())
+		start := make(map[string]chat.ID, len(p.rooms))
+		for i, room := range p.rooms {
+			start[room] = p.ids[i]
+		}
+		p = newPosition(s.rooms, start)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.serving || s.conn != nil {
+		s.hub.log.Error("fanout: SetPosition after Attach or Serve", "rooms", strings.Join(s.rooms, ","))
+		return
+	}
+	s.pos = p
 }
 
 // Cancel ends a subscriber that was never attached or served (its replay
