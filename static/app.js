@@ -575,6 +575,19 @@
     if (body.classList.contains("drawer-open") && !sidebar.contains(e.target) && !roomsToggle.contains(e.target)) setDrawer(false);
   });
 
+  // A page left for another one can be kept in the back/forward cache,
+  // stream and all, and would stay online: close the stream when the page
+  // is hidden for good, and open it again (from where each room got to) if
+  // the page is shown again.
+  addEventListener("pagehide", () => {
+    clearTimeout(retryTimer);
+    if (source) source.close();
+    for (const uid of [...typing.keys()]) stopTyping(uid);
+  });
+  addEventListener("pageshow", (e) => {
+    if (e.persisted) connect();
+  });
+
   for (const t of document.querySelectorAll("time")) t.textContent = localTime(t.dateTime);
   saveUnread(); // this room's count is cleared: it is open
   renderUnread();
