@@ -27,9 +27,11 @@ import (
 
 // roomsServerFlags are the flags of the servers in these tests: a short
 // presence grace, so that a closed tab is announced as a leave within a
-// second or two, while a reload (much faster here) is still not one.
+// second or two, while a reload (much faster here) is still not one; and a
+// short heartbeat, which is when a pooled stream notices that its peer has
+// closed (15 s by default).
 func roomsServerFlags() []string {
-	return []string{"-presence-grace", "2s"}
+	return []string{"-presence-grace", "2s", "-heartbeat", "1s"}
 }
 
 // startRoomsServers starts two server processes on one redis-server.
@@ -38,6 +40,11 @@ func startRoomsServers(t *testing.T) (a, b *serverProcess) {
 	rs := redistest.Start(t)
 	a = startProcess(t, rs.URL(), "127.0.0.1:0", roomsServerFlags()...)
 	b = startProcess(t, rs.URL(), "127.0.0.1:0", roomsServerFlags()...)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("instance A's log:\n%s\ninstance B's log:\n%s", a.logs, b.logs)
+		}
+	})
 	return a, b
 }
 
@@ -517,7 +524,7 @@ func TestBrowserRoomsUnread(t *testing.T) {
 	alice.do("type a bad room name", chromedp.SendKeys(chromedp.ID("join-name"), "no spaces!"))
 	alice.do("submit it", chromedp.Click(chromedp.CSS(`#join button[type="submit"]`)))
 	alice.waitFor("the bad name is refused", `!document.getElementById("join-error").hidden && location.pathname === "/r/dev"`)
-	alice.do("clear the room name", chromedp.SetValue(chromedp.ID("join-name"), ""))
+	pageEval[chromedp.Void](alice, `document.getElementById("join-name").value = ""`)
 	alice.do("type a room name", chromedp.SendKeys(chromedp.ID("join-name"), "QA_Team"))
 	ctx, cancel := context.WithTimeout(alice.ctx, browserWait)
 	resp, err := chromedp.RunResponse(ctx, chromedp.Click(chromedp.CSS(`#join button[type="submit"]`)))
