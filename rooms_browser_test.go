@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
 	"chatroom/internal/redistest"
@@ -286,7 +288,8 @@ func typingIs(text string) string {
 // instance, sees "bob is typing…"; the page sends one typing signal for a
 // burst of keystrokes; the line goes the moment bob's message arrives, and by
 // itself a few seconds after bob stops typing; two typists read "bob and
-// carol are typing…". Nobody ever sees themselves typing.
+// carol are typing…". Bob never sees himself typing, although his stream
+// tells him.
 func TestBrowserRoomsTyping(t *testing.T) {
 	a, b := startRoomsServers(t)
 	browser := startBrowser(t)
@@ -340,6 +343,11 @@ func TestBrowserRoomsTyping(t *testing.T) {
 	if got := pageEval[string](carol, `document.getElementById("typing").textContent`); got != "bob is typing…" && got != "" {
 		t.Errorf("carol's typing line reads %q", got)
 	}
+	// The stream tells bob too; his page shows nothing.
+	bob.waitFor("bob's stream brings his own typing signal", `window.chatReceived.some((e) => e.type === "typing" && JSON.parse(e.data).uid === "bob")`)
+	if got := pageEval[string](bob, `document.getElementById("typing").textContent`); got != "" {
+		t.Errorf("bob's own typing line reads %q", got)
+	}
 
 	bob.pressEnter()
 	alice.waitLastMessage("bob", reply)
@@ -370,12 +378,6 @@ func TestBrowserRoomsTyping(t *testing.T) {
 	alice.waitFor("alice sees both typing", typingIs("bob and carol are typing…")+" || "+typingIs("carol and bob are typing…"))
 	alice.waitFor("both typing lines clear by themselves", typingIs(""))
 
-	// Nobody sees themselves typing, although the stream may tell them.
-	for _, u := range []*browserTab{bob, carol} {
-		if got := pageEval[string](u, `document.getElementById("typing").textContent`); strings.Contains(got, u.name) {
-			t.Errorf("%s sees %q", u.name, got)
-		}
-	}
 	checkNoPageProblems(t, alice, bob, carol)
 }
 
@@ -487,6 +489,11 @@ func TestBrowserRoomsUnread(t *testing.T) {
 	if got := shownTexts(alice); !slices.Equal(got, []string{"ops one", "ops two"}) {
 		t.Errorf("alice's ops page shows %q after a message in dev", got)
 	}
+	// The count goes along to another room's page, until dev is opened.
+	alice.clickRoom("chat")
+	if got := sidebarBadges(alice); !slices.Equal(got, []string{"chat:", "dev:1", "ops:"}) {
+		t.Errorf("on chat alice's sidebar shows %q, want dev's count kept", got)
+	}
 	alice.clickRoom("dev")
 	if got := sidebarBadges(alice); !slices.Equal(got, []string{"chat:", "dev:", "ops:"}) {
 		t.Errorf("back in dev alice's sidebar shows %q, want no counts (ops was read)", got)
@@ -558,6 +565,67 @@ func TestBrowserRoomsUnread(t *testing.T) {
 		}
 	}
 	checkNoPageProblems(t, alice)
+}
+
+// TestBrowserRoomsFirstStreamFromPage: the page's first stream starts
+// where the page was rendered, in every joined room (body data-position):
+// what is posted in any of them between the page and its stream arrives
+// once, shown in the open room and counted in the others. The stream is
+// held back by blocking /stream in the browser until the posts are in.
+func TestBrowserRoomsFirstStreamFromPage(t *testing.T) {
+	rs := redistest.Start(t)
+	srv := startProcess(t, rs.URL(), "127.0.0.1:0", roomsServerFlags()...)
+	browser := startBrowser(t)
+	alice := newBrowserTab(t, browser, "alice")
+	alice.loginInto(srv.URL, "/r/ops", "alice")
+	alice.openRoom(srv.URL, "/r/dev", "dev")
+
+	block := func(patterns ...string) chromedp.Action[chromedp.Void] {
+		return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			p := network.SetBlockedURLsParams{URLPatterns: []*network.BlockPattern{}}
+			for _, u := range patterns {
+				p.URLPatterns = append(p.URLPatterns, &network.BlockPattern{URLPattern: u, Block: true})
+			}
+			_, err := cdp.Call(ctx, tg, network.SetBlockedURLs, p)
+			return err
+		})
+	}
+	alice.do("block /stream", block(srv.URL+"/stream*"))
+	alice.do("reload dev", chromedp.Navigate(srv.URL+"/r/dev"))
+	alice.waitFor("the blocked stream is retried", `document.getElementById("status").classList.contains("reconnecting")`)
+	if n := pageEval[int](alice, `window.chatReceived.length`); n != 0 {
+		t.Fatalf("alice's page received %d events through a blocked stream", n)
+	}
+
+	bob := login(t, srv.URL, "bob")
+	for _, p := range []struct{ room, path, text string }{
+		{"ops", "/r/ops/post", "ops meanwhile"},
+		{"dev", "/r/dev/post", "dev meanwhile"},
+		{"chat", "/post", "chat meanwhile"},
+	} {
+		if p.room != "chat" {
+			if resp := bob.get("/r/" + p.room); resp.StatusCode != http.StatusOK {
+				t.Fatalf("bob opens %s: status %d", p.room, resp.StatusCode)
+			}
+		}
+		if resp := bob.postForm(p.path, url.Values{"message": {p.text}}); resp.StatusCode != http.StatusNoContent {
+			t.Fatalf("bob posts in %s: status %d: %s", p.room, resp.StatusCode, resp.body)
+		}
+	}
+	alice.do("unblock /stream", block())
+	alice.waitFor("dev's message shown, the others counted", badgesAre("chat:1", "dev:", "ops:1")+
+		` && [...document.querySelectorAll("#messages .text")].some((e) => e.textContent === "dev meanwhile")`)
+	var got []string
+	for _, m := range receivedEvents[roomMessage](alice, "message") {
+		got = append(got, m.Room+": "+m.Text)
+	}
+	slices.Sort(got)
+	if want := []string{"chat: chat meanwhile", "dev: dev meanwhile", "ops: ops meanwhile"}; !slices.Equal(got, want) {
+		t.Errorf("alice's stream brought %q, want each message of the three rooms once: %q", got, want)
+	}
+	if got := shownTexts(alice); !slices.Equal(got, []string{"dev meanwhile"}) {
+		t.Errorf("alice's dev page shows %q", got)
+	}
 }
 
 // saveRoomsScreenshot saves the tab's viewport as name into $SCREENSHOT_DIR,
