@@ -15,6 +15,7 @@ import (
 
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
 	"chatroom/internal/redistest"
@@ -48,6 +49,19 @@ func startRoomsServers(t *testing.T) (a, b *serverProcess) {
 		}
 	})
 	return a, b
+}
+
+// pageAwait evaluates a JavaScript expression whose value is a promise in
+// the tab and decodes what it resolves to.
+func pageAwait[T any](b *browserTab, expr string) T {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, browserWait)
+	defer cancel()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr, func(p *runtime.EvaluateParams) { p.AwaitPromise = new(true) }))
+	if err != nil {
+		b.t.Fatalf("%s: evaluate %s: %v", b.name, expr, err)
+	}
+	return v
 }
 
 // jsJSON writes v as a JavaScript literal.
@@ -284,8 +298,8 @@ func typingIs(text string) string {
 	return fmt.Sprintf(`document.getElementById("typing").textContent === %s`, jsLiteral(text))
 }
 
-// TestBrowserRoomsTyping: bob types in dev and alice, on the other
-// instance, sees "bob is typing…"; the page sends one typing signal for a
+// TestBrowserRoomsTyping: typing in ops is not shown in dev; bob types in
+// dev and alice, on the other instance, sees "bob is typing…"; the page sends one typing signal for a
 // burst of keystrokes; the line goes the moment bob's message arrives, and by
 // itself a few seconds after bob stops typing; two typists read "bob and
 // carol are typing…". Bob never sees himself typing, although his stream
@@ -296,11 +310,21 @@ func TestBrowserRoomsTyping(t *testing.T) {
 	alice := newBrowserTab(t, browser, "alice")
 	bob := newBrowserTab(t, browser, "bob")
 	carol := newBrowserTab(t, browser, "carol")
-	alice.loginInto(a.URL, "/r/dev", "alice")
+	alice.loginInto(a.URL, "/r/ops", "alice")
+	alice.openRoom(a.URL, "/r/dev", "dev") // her stream carries ops too
 	bob.loginInto(b.URL, "/r/dev", "bob")
 	carol.loginInto(a.URL, "/r/dev", "carol")
 	for _, u := range []*browserTab{alice, bob, carol} {
 		u.waitFor("everyone online", onlineIs("alice", "bob", "carol"))
+	}
+
+	// Typing in another room is not shown in this one.
+	if got := pageAwait[int](bob, `fetch("/r/ops/typing", { method: "POST" }).then((r) => r.status)`); got != http.StatusNoContent {
+		t.Fatalf("bob's typing signal in ops: status %d", got)
+	}
+	alice.waitFor("alice's stream brings bob's typing in ops", `window.chatReceived.some((e) => e.type === "typing" && e.room === "ops")`)
+	if got := pageEval[string](alice, `document.getElementById("typing").textContent`); got != "" {
+		t.Errorf("alice in dev sees %q for bob typing in ops", got)
 	}
 
 	// Count the typing signals bob's page sends (the page calls the global
