@@ -50,6 +50,7 @@ type config struct {
 	shutdownTimeout time.Duration
 	logLevel        string
 	roomLinger      time.Duration
+	roomTTL         time.Duration
 	maxRooms        int
 	rateJoins       int
 	rateTyping      int
@@ -124,6 +125,7 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	dur(&c.shutdownTimeout, "shutdown-timeout", "SHUTDOWN_TIMEOUT", 8*time.Second, "longest graceful shutdown")
 	str(&c.logLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
 	dur(&c.roomLinger, "room-linger", "ROOM_LINGER", 30*time.Second, "a room whose last local stream closed stays subscribed this long")
+	dur(&c.roomTTL, "room-ttl", "ROOM_TTL", 90*24*time.Hour, "a room (other than the default one) and its history are deleted this long after its last message (0: never)")
 	num(&c.maxRooms, "max-rooms", "MAX_ROOMS", 20, "rooms one user may have joined at once")
 	num(&c.rateJoins, "rate-joins", "RATE_JOINS", 20, "rooms a user may join (or create) per minute, shared by all instances (0: no limit)")
 	num(&c.rateTyping, "rate-typing", "RATE_TYPING", 30, "typing signals per minute per user and room, burst 2 (0: no limit)")
@@ -186,6 +188,7 @@ func (c config) validate() error {
 	check(c.streamMode == "pooled" || c.streamMode == "goroutine", "-stream-mode must be pooled or goroutine")
 	check(c.heartbeat > 0 && c.writeTimeout > 0 && c.probeInterval > 0 && c.probeTimeout > 0, "durations must be positive")
 	check((c.tlsCert == "") == (c.tlsKey == ""), "-tls-cert and -tls-key go together")
+	check(c.roomTTL == 0 || c.roomTTL >= time.Minute, "-room-ttl must be 0 (never) or at least 1m")
 	check(c.roomLinger >= 0 && c.presenceGrace >= 0, "-room-linger and -presence-grace must not be negative")
 	check(c.presenceTTL >= time.Second && c.presenceTTL <= 45*time.Second, "-presence-ttl must be between 1s and 45s (a crashed instance's users must leave within a minute)")
 	check(c.maxRooms >= 1 && c.maxRooms <= chat.MaxPositionRooms, "-max-rooms must be between 1 and %d", chat.MaxPositionRooms)

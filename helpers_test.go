@@ -458,15 +458,20 @@ func (p *serverProcess) kill() {
 // chatHistoryKey is the default room's history stream in Redis.
 const chatHistoryKey = "chat:{chat}:history"
 
-// decodeEvent decodes a message event's data and checks that it carries the
-// event's own ID.
+// decodeEvent decodes a message event's data and checks that the event's
+// id (the stream's position) has the message's own ID for its room: the
+// plain ID on a stream of the default room alone.
 func decodeEvent(ev sseEvent) (chat.Message, error) {
 	var m chat.Message
 	if err := json.Unmarshal([]byte(ev.Data), &m); err != nil {
 		return m, fmt.Errorf("message event %s: %w", ev.ID, err)
 	}
-	if m.ID != ev.ID {
-		return m, fmt.Errorf("message event with id %q carries id %q", ev.ID, m.ID)
+	pos, err := chat.ParsePositions(ev.ID)
+	if err != nil {
+		return m, fmt.Errorf("message event with id %q: %w", ev.ID, err)
+	}
+	if id, _ := chat.ParseID(m.ID); pos[m.Room] != id || !strings.Contains(","+ev.ID+",", ","+string(chat.AppendEntry(nil, m.Room, id))+",") {
+		return m, fmt.Errorf("message event with id %q carries %s's id %q", ev.ID, m.Room, m.ID)
 	}
 	return m, nil
 }

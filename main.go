@@ -102,6 +102,7 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 		ProbeTimeout:  cfg.probeTimeout,
 		OpTimeout:     3 * time.Second,
 		Linger:        cfg.roomLinger,
+		RoomTTL:       cfg.roomTTL,
 	}, log)
 	pres := presence.New(rc.client, presence.Config{
 		TTL:     cfg.presenceTTL,

@@ -44,6 +44,7 @@ type Config struct {
 	ProbeTimeout  time.Duration // a probe not back by then re-establishes the subscription
 	OpTimeout     time.Duration // one Redis command
 	Linger        time.Duration // a room no local stream wants stays subscribed this long
+	RoomTTL       time.Duration // a room other than the default one is deleted this long after its last message (0: never)
 }
 
 // Broker is the process's link to Redis. The zero value is not valid: use New.

@@ -27,8 +27,12 @@ import (
 // (it refreshes the key), so a WAIT after it counts replicas that have
 // everything up to now, the original message included.
 //
+// A room's history and sequence expire ARGV[6] seconds after its last
+// message (0: never), so abandoned rooms do not stay in Redis forever; they
+// expire together, so a later message starts the room afresh at seq 1.
+//
 // KEYS: history, idempotency key, sequence. ARGV: MAXLEN, body, channel,
-// publish command, idempotency TTL in seconds.
+// publish command, idempotency TTL in seconds, room TTL in seconds.
 var publishScript = redis.NewScript(`
 local seen = redis.call('GET', KEYS[2])
 if seen then
@@ -40,6 +44,10 @@ local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 's', seq, 'm
 redis.call(ARGV[4], ARGV[3], id .. ' ' .. seq .. ' ' .. ARGV[2])
 local res = id .. ' ' .. seq
 redis.call('SET', KEYS[2], res, 'EX', ARGV[5])
+if tonumber(ARGV[6] or '0') > 0 then
+  redis.call('EXPIRE', KEYS[1], ARGV[6])
+  redis.call('EXPIRE', KEYS[3], ARGV[6])
+end
 return res
 `)
 
@@ -66,7 +74,11 @@ func (b *Broker) Publish(ctx context.Context, room, token string, m chat.Message
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.OpTimeout+b.cfg.WaitTimeout)
 	defer cancel()
 	keys := []string{historyKey(room), sentKey(room, token), seqKey(room)}
-	args := []any{b.cfg.HistoryLen, body, channel(room), b.pubCommand(), int(idempotencyTTL.Seconds())}
+	roomTTL := 0
+	if room != chat.DefaultRoom {
+		roomTTL = int(b.cfg.RoomTTL.Seconds())
+	}
+	args := []any{b.cfg.HistoryLen, body, channel(room), b.pubCommand(), int(idempotencyTTL.Seconds()), roomTTL}
 	var res string
 	if b.cfg.WaitReplicas > 0 {
 		res, err = b.publishAndWait(ctx, keys, args)

@@ -333,3 +333,27 @@ func TestActiveRooms(t *testing.T) {
 		t.Fatalf("active list holds %d rooms, cap %d", n, activeKept)
 	}
 }
+
+// A room other than the default one expires after its last message; the
+// default room never does.
+func TestRoomTTL(t *testing.T) {
+	rs := redistest.Start(t)
+	cfg := testConfig()
+	cfg.RoomTTL = time.Hour
+	b := New(rs.Client(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go b.RunPublisher(ctx)
+	publishIn(t, b, "dev", "x")
+	publishIn(t, b, chat.DefaultRoom, "y")
+	for _, k := range []string{historyKey("dev"), seqKey("dev")} {
+		if ttl := rs.Client().TTL(ctx, k).Val(); ttl <= 0 || ttl > time.Hour {
+			t.Errorf("%s TTL %v, want up to an hour", k, ttl)
+		}
+	}
+	for _, k := range []string{historyKey(chat.DefaultRoom), seqKey(chat.DefaultRoom)} {
+		if ttl := rs.Client().TTL(ctx, k).Val(); ttl != -1 {
+			t.Errorf("%s TTL %v, want none", k, ttl)
+		}
+	}
+}
