@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -236,7 +237,16 @@ func TestOneStreamManyRoomsResume(t *testing.T) {
 				}
 			}
 			resumed := alice.openStream(last, "")
-			got, _ := resumed.collectWithIDs(t, 12, 10*time.Second)
+			got, gotIDs := resumed.collectWithIDs(t, 12, 10*time.Second)
+			// Every id says exactly what was sent so far in each room: a
+			// client cut off mid-replay resumes where it really is.
+			sent := maps.Clone(pos)
+			for i, m := range got {
+				sent[m.Room], _ = chat.ParseID(m.ID)
+				if p, err := chat.ParsePositions(gotIDs[i]); err != nil || !maps.Equal(p, sent) {
+					t.Fatalf("replayed message %d (%s): id %q, want the position %v", i, m.Text, gotIDs[i], sent)
+				}
+			}
 			if g := byRoom(got); len(got) != 12 || len(g) != 3 ||
 				!slices.Equal(g[chat.DefaultRoom], missed[chat.DefaultRoom]) || !slices.Equal(g[rooms[1]], missed[rooms[1]]) || !slices.Equal(g[rooms[3]], missed[rooms[3]]) {
 				t.Fatalf("resume replayed %v, want %v", g, missed)
