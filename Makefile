@@ -27,7 +27,7 @@ vet:
 # `make test` fuzzes each briefly, `make fuzz` for FUZZTIME each. A failure
 # saves the input under <package>/testdata/fuzz/<Target>/, where every later
 # `go test` replays it.
-FUZZ_TARGETS = ./internal/chat:FuzzCleanName ./internal/chat:FuzzCleanMessage ./internal/chat:FuzzParseID \
+FUZZ_TARGETS = ./internal/chat:FuzzCleanName ./internal/chat:FuzzCleanMessage ./internal/chat:FuzzParseID ./internal/chat:FuzzParsePositions \
 	.:FuzzMessageEvent ./internal/sse:FuzzRoundTrip ./internal/sse:FuzzReader
 FUZZTIME ?= 60s
 
