@@ -37,12 +37,16 @@ func roomsServerFlags() []string {
 	return []string{"-presence-grace", "2s", "-heartbeat", "1s"}
 }
 
-// startRoomsServers starts two server processes on one redis-server.
+// startRoomsServers starts two server processes on one redis-server: A
+// serves streams pooled (the default), B each from its own goroutine. B
+// notices at once that a stream's peer has gone (A at its next heartbeat),
+// so on B a reload really ends one stream before the next begins, and only
+// the presence grace keeps it from being a leave and a join.
 func startRoomsServers(t *testing.T) (a, b *serverProcess) {
 	t.Helper()
 	rs := redistest.Start(t)
 	a = startProcess(t, rs.URL(), "127.0.0.1:0", roomsServerFlags()...)
-	b = startProcess(t, rs.URL(), "127.0.0.1:0", roomsServerFlags()...)
+	b = startProcess(t, rs.URL(), "127.0.0.1:0", append(roomsServerFlags(), "-stream-mode", "goroutine")...)
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("instance A's log:\n%s\ninstance B's log:\n%s", a.logs, b.logs)

@@ -278,7 +278,7 @@
     }
   }
 
-  function roomURL(r) {
+  function roomPath(r) {
     return r === DEFAULT_ROOM ? "/" : "/r/" + r;
   }
 
@@ -289,7 +289,7 @@
     const li = document.createElement("li");
     li.dataset.room = r;
     const a = document.createElement("a");
-    a.href = roomURL(r);
+    a.href = roomPath(r);
     a.textContent = "#" + r;
     const badge = document.createElement("span");
     badge.className = "unread";
@@ -553,7 +553,7 @@
       return;
     }
     joinError.hidden = true;
-    location.assign(roomURL(name));
+    location.assign(roomPath(name));
   });
   joinName.addEventListener("input", () => {
     joinError.hidden = true;
