@@ -95,6 +95,7 @@ func newServer(d deps) http.Handler {
 func addRoutes(mux *http.ServeMux, d deps) {
 	mux.Handle("GET /{$}", handleRoom(d))
 	mux.Handle("GET /r/{room}", handleRoom(d))
+	mux.Handle("GET /r/{$}", handleRoomForm())
 	mux.Handle("GET /login", handleLoginPage(d))
 	mux.Handle("POST /login", handleLogin(d))
 	mux.Handle("POST /logout", handleLogout(d))

@@ -212,6 +212,20 @@ func handleRoom(d deps) http.Handler {
 	})
 }
 
+// handleRoomForm serves GET /r/?room=name, the join form without
+// JavaScript: 303 to the room's page, or 400 with what is wrong.
+func handleRoomForm() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		raw := strings.TrimSpace(r.URL.Query().Get("room"))
+		room, ok := chat.CanonicalRoom(raw)
+		if !ok {
+			httpError(w, http.StatusBadRequest, chat.RoomError(raw).Error())
+			return
+		}
+		http.Redirect(w, r, roomPath(room), http.StatusSeeOther)
+	})
+}
+
 // navigated reports whether a request is a page navigation (a plain form
 // POST without JavaScript), which gets a redirect instead of 204.
 func navigated(r *http.Request) bool {
@@ -260,7 +274,13 @@ func handleLeave(d deps) http.Handler {
 			return
 		}
 		if navigated(r) {
-			http.Redirect(w, r, "/", http.StatusSeeOther)
+			// On to another room of theirs (the default room's page would
+			// join it again), else the default room.
+			next := "/"
+			if joined, err := d.broker.Joined(r.Context(), who.UID, d.rooms.max); err == nil && len(joined) > 0 {
+				next = roomPath(joined[0])
+			}
+			http.Redirect(w, r, next, http.StatusSeeOther)
 			return
 		}
 		w.WriteHeader(http.StatusNoContent)

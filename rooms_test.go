@@ -381,6 +381,13 @@ func TestRoomRoutes(t *testing.T) {
 	if loc := alice.get("/r/DEV").Header.Get("Location"); loc != "/r/dev" {
 		t.Errorf("/r/DEV redirects to %q", loc)
 	}
+	// The join form without JavaScript.
+	if resp := alice.get("/r/?room=Dev-2"); resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/r/dev-2" {
+		t.Errorf("join form: %d to %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if resp := alice.get("/r/?room=d%C3%A9v"); resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("join form with a bad name: %d", resp.StatusCode)
+	}
 	// Posting in a room not joined: 403; joined: 204.
 	if resp := alice.postForm("/r/ops/post", url.Values{"message": {"hi"}}); resp.StatusCode != http.StatusForbidden {
 		t.Errorf("post in a room not joined: %d", resp.StatusCode)

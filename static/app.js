@@ -534,7 +534,10 @@
       if (r.ok) {
         unread.delete(room);
         saveUnread();
-        location.assign("/");
+        // On to another room of yours (the default room's page would join
+        // it again), else the default room.
+        const other = [...document.querySelectorAll("#joined li")].map((li) => li.dataset.room).find((r) => r !== room);
+        location.assign(other && other !== "chat" ? "/r/" + other : "/");
         return;
       }
       showError("Could not leave #" + room + ": " + ((await r.text()).trim() || "the server answered " + r.status) + ".");
