@@ -41,6 +41,50 @@ func TestFailedWritesAreRetried(t *testing.T) {
 	f.fail.Store(false)
 	want(t, l.awaitN(2), "join dev/alice", "leave dev/alice")
 	want(t, l.fence("dev"), "join dev/alice", "leave dev/alice")
+
+	// bob comes and goes while every write fails: once Redis answers, his
+	// departure is written, and nobody ever hears of him.
+	f.fail.Store(true)
+	errs = a.Stats().Errors
+	a.Arrive("dev", "bob", "Bob")
+	a.Depart("dev", "bob")
+	settled(t, a.Presence, time.Now().Add(cfg.Grace))
+	if a.Stats().Errors <= errs {
+		t.Fatal("no write failed while bob came and went")
+	}
+	f.fail.Store(false)
+	waitFor(t, 10*time.Second, "bob forgotten", func() bool {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		return len(a.rooms) == 0
+	})
+	want(t, l.fence("dev"), "join dev/alice", "leave dev/alice")
+}
+
+// TestBackDuringDeparture: a person whose departure is being written when
+// they come back is claimed again at once, not at the next refresh.
+func TestBackDuringDeparture(t *testing.T) {
+	rs := redistest.Start(t)
+	l := listen(t, rs.Client(), false, "dev")
+	f := newFaults()
+	cfg := testCfg("a")
+	cfg.TTL, cfg.Refresh = 40*time.Second, 20*time.Second // no refresh during the test
+	a := startInstance(t, newClient(t, rs.Addr(), f), cfg)
+	a.Arrive("dev", "alice", "Alice")
+	want(t, l.awaitN(1), "join dev/alice")
+
+	release := f.holdPipelines()
+	t.Cleanup(release)
+	a.Depart("dev", "alice")
+	select {
+	case <-f.held: // the departure, after the grace
+	case <-time.After(10 * time.Second):
+		t.Fatal("the departure never reached Redis")
+	}
+	a.Arrive("dev", "alice", "Alice")
+	release()
+	want(t, l.await(cfg.Refresh/2, "alice back", func(h []heard) bool { return len(h) == 3 }),
+		"join dev/alice", "leave dev/alice", "join dev/alice")
 }
 
 // TestDepartDoesNotBlock: while Run is stuck in a Redis call, Arrive and
@@ -50,9 +94,9 @@ func TestDepartDoesNotBlock(t *testing.T) {
 	rs := redistest.Start(t)
 	l := listen(t, rs.Client(), false, "dev")
 	f := newFaults()
-	hold := make(chan struct{})
-	f.hold.Store(&hold)
+	release := f.holdPipelines()
 	a := startInstance(t, newClient(t, rs.Addr(), f), testCfg("a"))
+	t.Cleanup(release)
 
 	a.Arrive("dev", "alice", "Alice")
 	select {
@@ -78,8 +122,7 @@ func TestDepartDoesNotBlock(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("Arrive/Depart blocked while Run was stuck in Redis")
 	}
-	f.hold.Store(nil)
-	close(hold)
+	release()
 	h := l.await(10*time.Second, "alice's join", func(h []heard) bool { return count(h, "join", "alice") == 1 })
 	if count(h, "leave", "alice") != 0 {
 		t.Fatalf("heard [%s]: alice left", kinds(h))
