@@ -35,6 +35,7 @@ func TestTwoTabs(t *testing.T) {
 		t.Fatalf("leave heard %v after the last tab closed, before the grace of %v ended", h[1].at.Sub(last), cfg.Grace)
 	}
 	want(t, l.fence("dev"), "join dev/alice", "leave dev/alice")
+	settled(t, a.Presence, time.Now()) // counters are updated after the script's reply
 	if s := a.Stats(); s.Joins != 1 || s.Leaves != 1 || s.Arrivals != 2 || s.Departures != 2 {
 		t.Fatalf("stats %+v, want 2 arrivals, 2 departures, 1 join, 1 leave", s)
 	}
@@ -92,6 +93,7 @@ func TestMove(t *testing.T) {
 	b.Depart("dev", "alice")
 	want(t, l.awaitN(2), "join dev/alice", "leave dev/alice")
 	want(t, l.fence("dev"), "join dev/alice", "leave dev/alice")
+	settled(t, b.Presence, time.Now()) // counters are updated after the script's reply
 	if sa, sb := a.Stats(), b.Stats(); sa.Joins != 1 || sa.Leaves != 0 || sb.Joins != 0 || sb.Leaves != 1 {
 		t.Fatalf("a announced %d joins, %d leaves; b %d joins, %d leaves; want a the join, b the leave",
 			sa.Joins, sa.Leaves, sb.Joins, sb.Leaves)

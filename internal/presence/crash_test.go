@@ -111,3 +111,39 @@ func TestSweepSparesALiveHolder(t *testing.T) {
 		t.Fatalf("online: %v, %d, %v; want V and Z", members, n, err)
 	}
 }
+
+// TestClaimAfterExpiry: a person whose only instance died and whose expiry
+// passed is not online (Online leaves them out), so when they come back on
+// another instance before any sweep, that is a join; and, held again, they
+// are not swept.
+func TestClaimAfterExpiry(t *testing.T) {
+	rs := redistest.Start(t)
+	rdb := rs.Client()
+	ctx := context.Background()
+	l := listen(t, rdb, false, "dev")
+	now, err := rdb.Time(ctx).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// v, held by the dead instance "gone", expired 100 ms ago.
+	rdb.ZAdd(ctx, onlineKey("dev"), redisZ(float64(now.UnixMilli()-100), "v"))
+	rdb.HSet(ctx, namesKey("dev"), "v", "V")
+	rdb.ZAdd(ctx, holdersKey("dev"), redisZ(0, "v\ngone"))
+
+	cfg := testCfg("b")
+	cfg.TTL, cfg.Refresh = 20*time.Second, 10*time.Second // no sweep before the claim
+	b := startInstance(t, newClient(t, rs.Addr()), cfg)
+	if members, n, err := b.Online(ctx, "dev"); err != nil || n != 0 || len(members) != 0 {
+		t.Fatalf("online with v expired: %v, %d, %v; want nobody", members, n, err)
+	}
+	b.Arrive("dev", "v", "V")
+	l.awaitN(1)
+	want(t, l.fence("dev"), "join dev/v") // fenced: no leave of the expired entry
+	if members, n, err := b.Online(ctx, "dev"); err != nil || n != 1 || !slices.Equal(members, []Member{{User: "V", UID: "v"}}) {
+		t.Fatalf("online with v back: %v, %d, %v; want V", members, n, err)
+	}
+	// The dead holder was pruned by the claim.
+	if err := rdb.ZScore(ctx, holdersKey("dev"), "v\ngone").Err(); err == nil {
+		t.Fatal("the dead instance still holds v")
+	}
+}

@@ -235,6 +235,21 @@ type faults struct {
 
 var errInjected = errors.New("injected fault: i/o timeout")
 
+// holdPipelines makes this client's pipelines wait until release is
+// called. Register release as a cleanup after starting the instance, so
+// that a failing test does not leave Run stuck.
+func (f *faults) holdPipelines() (release func()) {
+	ch := make(chan struct{})
+	f.hold.Store(&ch)
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			f.hold.Store(nil)
+			close(ch)
+		})
+	}
+}
+
 func newFaults() *faults { return &faults{held: make(chan struct{}, 64)} }
 
 func (f *faults) DialHook(next redis.DialHook) redis.DialHook { return next }

@@ -82,6 +82,11 @@ type Presence struct {
 	lastStep atomic.Int64
 	running  atomic.Bool // Run is running
 
+	// warnedAt and unlogged throttle the warning about failed writes;
+	// owned by the Run goroutine.
+	warnedAt time.Time
+	unlogged int
+
 	mu sync.Mutex // guards rooms, dirty and graces; never held across a Redis call
 	// rooms is the local truth: every person with a local stream, in
 	// grace, or whose departure is not written yet, per room.

@@ -94,8 +94,14 @@ func (p *Presence) step(ctx context.Context, full bool) {
 	}
 	if failed > 0 && ctx.Err() == nil {
 		p.stats.errors.Add(int64(failed))
-		p.log.Warn("presence: Redis writes failed; retrying at the next refresh",
-			"failed", failed, "of", len(calls), "err", firstErr)
+		// While Redis is down every arrival may try again: one warning
+		// per Refresh, with what it stands for.
+		p.unlogged += failed
+		if now.Sub(p.warnedAt) >= p.cfg.Refresh {
+			p.log.Warn("presence: Redis writes failed; retrying at the next refresh",
+				"failed", p.unlogged, "err", firstErr)
+			p.warnedAt, p.unlogged = now, 0
+		}
 	}
 	if full {
 		p.stats.refreshes.Add(1)

@@ -12,7 +12,7 @@ type Stats struct {
 	Swept      int64 `json:"swept"`      // leaves announced by this instance's sweeps (dead instances' people)
 	Sweeps     int64 `json:"sweeps"`     // sweeps run
 	Refreshes  int64 `json:"refreshes"`  // refresh rounds completed (every Refresh)
-	Errors     int64 `json:"errors"`     // failed Redis operations (retried) and calls ignored as invalid
+	Errors     int64 `json:"errors"`     // failed Redis scripts (writes are retried; Online returns its error) and calls ignored as invalid
 }
 
 // counters are the live Stats.
