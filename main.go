@@ -154,8 +154,14 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 	publisherDone := make(chan struct{})
 	go func() { defer close(brokerDone); b.Run(brokerCtx, hubSink{h}) }()
 	go func() { defer close(publisherDone); b.RunPublisher(brokerCtx) }()
+	// Presence stops first at shutdown, before the streams end: clients
+	// reconnect to another instance, and their departures from this one
+	// must not be announced as leaves (expiry covers those who do not
+	// come back).
+	presenceCtx, stopPresence := context.WithCancel(brokerCtx)
+	defer stopPresence()
 	presenceDone := make(chan struct{})
-	go func() { defer close(presenceDone); pres.Run(brokerCtx) }()
+	go func() { defer close(presenceDone); pres.Run(presenceCtx) }()
 
 	scheme := "http"
 	if cfg.tlsCert != "" {
@@ -186,6 +192,8 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 	}
 
 	log.Info("shutting down: ending streams, finishing requests")
+	stopPresence()
+	<-presenceDone
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
 	defer cancel()
 	streamsDone := make(chan struct{})
@@ -198,7 +206,6 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 	stopBroker()
 	<-brokerDone
 	<-publisherDone
-	<-presenceDone
 	if err := <-serveErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serve: %w", err)
 	}
