@@ -2,6 +2,7 @@ package fanout
 
 import (
 	"bytes"
+	"io"
 	"slices"
 	"testing"
 )
@@ -21,7 +22,7 @@ type boundCase struct {
 // client received in all.
 func evictSlow(t *testing.T, h *Hub, logs *logRecorder, open opener, bc boundCase) (accepted int, raw []byte) {
 	t.Helper()
-	s, c := open([]string{"chat"}, "s", smallBuffers(), func(*Subscriber) {
+	s, c := open([]string{"chat"}, "s", smallBuffers(), func(*Subscriber, io.Writer) {
 		for i := 1; i <= bc.preload; i++ {
 			h.Broadcast("chat", message(i, bc.size))
 		}
@@ -115,7 +116,7 @@ func TestEvictionTellsClient(t *testing.T) {
 	cfg := testConfig()
 	cfg.QueueEvents = 4
 	modes(t, cfg, socketOpts{}, func(t *testing.T, h *Hub, logs *logRecorder, open opener) {
-		_, c := open([]string{"chat"}, "s", socketOpts{}, func(s *Subscriber) {
+		_, c := open([]string{"chat"}, "s", socketOpts{}, func(s *Subscriber, _ io.Writer) {
 			for i := 1; i <= 5; i++ {
 				h.Broadcast("chat", message(i, 100))
 			}
@@ -139,37 +140,58 @@ func TestEvictionTellsClient(t *testing.T) {
 // TestNoFarewellAfterHalfEvent: when a pooled stream ends with an event
 // partly written, nothing more is written (the client sees the cut event,
 // which it drops); with no event half written, it gets the disconnect
-// event instead of the unwritten ones.
+// event instead of the unwritten ones. On a stream of several rooms an
+// event is its composite id line and the rest: one written up to the end
+// of its id line, or inside it, is half written too.
 func TestNoFarewellAfterHalfEvent(t *testing.T) {
 	h, _ := startHub(t, testConfig())
-	disconnect := string(h.cfg.Disconnect(ReasonShutdown).Wire)
+	disconnect := h.cfg.Disconnect(ReasonShutdown).Wire
 	ev := message(1, 100)
+	idLine := func(bufs [][]byte) int { return len(bufs[0]) }
 	for _, tc := range []struct {
-		written int // bytes of ev written before the end
-		want    string
+		name    string
+		rooms   []string
+		written func(bufs [][]byte) int // bytes of the pending event written before the end
+		half    bool
 	}{
-		{0, disconnect},
-		{10, string(ev.Wire[:10])},
+		{"one room, nothing written", []string{"chat"}, func([][]byte) int { return 0 }, false},
+		{"one room, 10 bytes", []string{"chat"}, func([][]byte) int { return 10 }, true},
+		{"several rooms, nothing written", []string{"chat", "dev"}, func([][]byte) int { return 0 }, false},
+		{"several rooms, inside the id line", []string{"chat", "dev"}, func([][]byte) int { return 5 }, true},
+		{"several rooms, the id line only", []string{"chat", "dev"}, idLine, true},
+		{"several rooms, past the id line", []string{"chat", "dev"}, func(b [][]byte) int { return idLine(b) + 3 }, true},
 	} {
-		s, c := pooled(t, h, []string{"chat"}, "s", socketOpts{}, nil)
+		s, c := pooled(t, h, tc.rooms, "s", socketOpts{}, nil)
 		s.mu.Lock()
 		s.state = scheduled // the test holds the write token
 		s.mu.Unlock()
 		s.pending.add(ev, s.pos)
-		if tc.written > 0 {
-			n, err := s.conn.Write(ev.Wire[:tc.written])
+		if n := len(s.pending.bufs); n != len(tc.rooms) {
+			t.Fatalf("%s: the event is %d buffers", tc.name, n)
+		}
+		all := bytes.Join(s.pending.bufs, nil)
+		written := tc.written(s.pending.bufs)
+		if written > 0 {
+			n, err := s.conn.Write(all[:written])
 			if err != nil {
 				t.Fatal(err)
 			}
 			s.pending.advance(n)
+		}
+		if s.pending.half() != tc.half {
+			t.Errorf("%s: half() is %v", tc.name, !tc.half)
 		}
 		s.mu.Lock()
 		s.closeLocked(ReasonShutdown)
 		s.mu.Unlock()
 		h.finish(s, newWritev())
 		c.awaitEnd(false)
-		if got := string(c.raw()); got != tc.want {
-			t.Errorf("%d bytes written before the end: the client got %q, want %q", tc.written, got, tc.want)
+		want := all[:written]
+		if !tc.half {
+			want = disconnect
+		}
+		if got := c.raw(); !bytes.Equal(got, want) {
+			t.Errorf("%s: the client got %q, want %q", tc.name, got, want)
 		}
 	}
 }

@@ -257,7 +257,8 @@ func (h *Hub) EndSession(session string) {
 }
 
 // Shutdown closes every stream with ReasonShutdown, waits until they are
-// gone or ctx is done, then stops the hub's goroutines. A later call waits
+// gone (removed, and their release returned) or ctx is done, then stops the
+// hub's goroutines. A later call waits
 // (bounded by its ctx) for the first to finish. Clients reconnect, to
 // another instance behind a load balancer.
 func (h *Hub) Shutdown(ctx context.Context) {
@@ -282,7 +283,7 @@ func (h *Hub) Shutdown(ctx context.Context) {
 	select {
 	case <-h.gone:
 	case <-ctx.Done():
-		h.log.Warn("streams still open at the shutdown deadline", "streams", h.Stats().Streams)
+		h.log.Warn("streams not all ended and released at the shutdown deadline", "streams", h.Stats().Streams)
 	}
 	close(h.stop)
 	h.wg.Wait()

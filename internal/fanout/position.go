@@ -149,10 +149,11 @@ func sortRooms(rooms []string) []string {
 	return slices.Compact(sorted)
 }
 
-// roomIndex finds room in rooms, sorted by compareRooms.
+// roomIndex finds room in rooms, sorted by compareRooms: its index, or
+// where it would go.
 func roomIndex(rooms []string, room string) (int, bool) {
-	if len(rooms) == 1 { // the common case, without a call
-		return 0, rooms[0] == room
+	if len(rooms) == 1 && rooms[0] == room { // the common case, without a search
+		return 0, true
 	}
 	return slices.BinarySearchFunc(rooms, room, compareRooms)
 }

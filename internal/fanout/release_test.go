@@ -1,0 +1,178 @@
+package fanout
+
+import (
+	"context"
+	"io"
+	"testing"
+	"time"
+)
+
+// TestReleaseOnEveryEnd: however a stream ends, its release is called as
+// it ends (not only when the hub shuts down), and, as the test helpers'
+// release check makes sure of every stream, once, after it left the
+// registry, with no lock of the hub or the subscriber held. Each case has
+// a second stream of the same session and no room, which only logging out
+// and shutting down end.
+func TestReleaseOnEveryEnd(t *testing.T) {
+	rooms := []string{"chat", "dev"}
+	for _, tc := range []struct {
+		name     string
+		cfg      func(*Config)
+		sock     socketOpts
+		before   hook
+		end      func(t *testing.T, h *Hub, s *Subscriber, c *client)
+		reason   Reason
+		bothEnds bool // the stream of no room ends too
+	}{{
+		name:   "cancelled while served",
+		end:    func(_ *testing.T, _ *Hub, s *Subscriber, _ *client) { s.Cancel() },
+		reason: ReasonNone,
+	}, {
+		name: "client gone",
+		cfg:  func(c *Config) { c.Heartbeat = 20 * time.Millisecond }, // a pooled stream's peek
+		end: func(t *testing.T, _ *Hub, _ *Subscriber, c *client) {
+			c.start()
+			if err := c.conn.CloseWrite(); err != nil {
+				t.Fatal(err)
+			}
+		},
+		reason: ReasonClientGone,
+	}, {
+		name: "evicted as slow during the replay",
+		cfg:  func(c *Config) { c.QueueEvents = 4 },
+		before: func(s *Subscriber, _ io.Writer) {
+			for i := 1; i <= 5; i++ {
+				s.hub.Broadcast("dev", roomMessage("dev", i, 100))
+			}
+		},
+		end:    func(*testing.T, *Hub, *Subscriber, *client) {},
+		reason: ReasonSlow,
+	}, {
+		name: "evicted as slow while served",
+		cfg:  func(c *Config) { c.QueueEvents = 16 },
+		sock: smallBuffers(),
+		end: func(_ *testing.T, h *Hub, s *Subscriber, _ *client) {
+			for i := 1; h.Stats().Evictions == 0; i++ {
+				h.Broadcast("dev", roomMessage("dev", i, 4096))
+			}
+		},
+		reason: ReasonSlow,
+	}, {
+		name: "stalled",
+		cfg:  func(c *Config) { c.WriteTimeout = 300 * time.Millisecond },
+		sock: smallBuffers(),
+		end: func(_ *testing.T, h *Hub, _ *Subscriber, _ *client) {
+			for i := 1; i <= 100; i++ { // 400 KB
+				h.Broadcast("chat", roomMessage("chat", i, 4096))
+			}
+		},
+		reason: ReasonStalled,
+	}, {
+		name:     "logged out",
+		end:      func(_ *testing.T, h *Hub, _ *Subscriber, _ *client) { h.EndSession("s") },
+		reason:   ReasonLoggedOut,
+		bothEnds: true,
+	}, {
+		name:   "logged out during the replay",
+		before: func(s *Subscriber, _ io.Writer) { s.hub.EndSession("s") },
+		end:    func(*testing.T, *Hub, *Subscriber, *client) {},
+		reason: ReasonLoggedOut,
+	}, {
+		name: "shut down",
+		end: func(t *testing.T, h *Hub, _ *Subscriber, c *client) {
+			ctx, cancel := context.WithTimeout(context.Background(), never)
+			defer cancel()
+			h.Shutdown(ctx)
+			select {
+			case <-c.release.done:
+			default:
+				t.Error("Shutdown returned before the release of a stream it ended")
+			}
+		},
+		reason:   ReasonShutdown,
+		bothEnds: true,
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := testConfig()
+			if tc.cfg != nil {
+				tc.cfg(&cfg)
+			}
+			modes(t, cfg, tc.sock, func(t *testing.T, h *Hub, _ *logRecorder, open opener) {
+				var noRoom *client
+				if tc.before == nil { // else the hook ends the stream before it opens
+					_, noRoom = open(nil, "s", socketOpts{}, nil)
+				}
+				s, c := open(rooms, "s", tc.sock, tc.before)
+				tc.end(t, h, s, c)
+				select {
+				case <-s.Done():
+				case <-time.After(never):
+					t.Fatal("the stream did not end")
+				}
+				c.release.await()
+				if n := h.Stats().Closes[tc.reason]; n < 1 {
+					t.Fatalf("no stream ended with %v", tc.reason)
+				}
+				if noRoom == nil {
+					return
+				}
+				if tc.bothEnds {
+					noRoom.release.await()
+					return
+				}
+				select {
+				case <-noRoom.release.done:
+					t.Fatal("the stream of no room was released, though it did not end")
+				default:
+				}
+			})
+		})
+	}
+}
+
+// TestReleaseBeforeServed: a stream cancelled before it was attached or
+// served (its replay failed) is released by Cancel.
+func TestReleaseBeforeServed(t *testing.T) {
+	h, _ := startHub(t, testConfig())
+	for _, mode := range []Mode{Pooled, Goroutine} {
+		s, rc, err := subscribe(t, h, []string{"chat", "dev"}, "s", mode)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Cancel()
+		select {
+		case <-rc.done: // at once: Cancel removed it itself
+		default:
+			t.Fatalf("%v: not released by Cancel", mode)
+		}
+	}
+}
+
+// TestShutdownWaitsForRelease: Shutdown counts a stream as gone only once
+// its release has returned. The release here holds on until Shutdown gave
+// up at its deadline, which the release itself brings about: Shutdown must
+// then say that it gave up.
+func TestShutdownWaitsForRelease(t *testing.T) {
+	h, logs := startHub(t, testConfig())
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	gate := make(chan struct{})
+	s, err := h.Subscribe([]string{"chat"}, "s", Goroutine, func() {
+		cancel() // Shutdown's deadline
+		<-gate
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		s.Serve(context.Background(), discard{})
+	}()
+	h.Shutdown(ctx)
+	close(gate)
+	<-served
+	if n := logs.count(slogWarn, "streams not all ended and released at the shutdown deadline", nil); n != 1 {
+		t.Fatalf("%d warnings that Shutdown gave up, want 1: it did not wait for the release", n)
+	}
+}
