@@ -2,9 +2,11 @@ package fanout
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"slices"
 	"testing"
+	"time"
 )
 
 // boundCase is one bound under test: a queue that is large in one
@@ -216,5 +218,71 @@ func TestQueuedNotWrittenAfterEnd(t *testing.T) {
 	h.runq.push(s) // hand the token to the writers
 	if got := describe(c.awaitEnd(false)); !slices.Equal(got, []string{"disconnect:logged-out"}) {
 		t.Fatalf("got %q, want only the disconnect event", got)
+	}
+}
+
+// chunkRecorder is a StreamWriter that keeps what it is given and, once it
+// holds at bytes, runs onAt (once).
+type chunkRecorder struct {
+	got  bytes.Buffer
+	at   int
+	onAt func()
+}
+
+func (r *chunkRecorder) Write(p []byte) (int, error) {
+	r.got.Write(p)
+	if r.onAt != nil && r.got.Len() >= r.at {
+		f := r.onAt
+		r.onAt = nil
+		f()
+	}
+	return len(p), nil
+}
+func (r *chunkRecorder) Flush() error                     { return nil }
+func (r *chunkRecorder) SetWriteDeadline(time.Time) error { return nil }
+
+// TestServeNoFarewellAfterHalfEvent: Serve writes in chunks, and a stream
+// closed between two chunks ends there. On a stream of several rooms, the
+// chunk boundary falls just before an event (the disconnect event
+// follows), or inside its composite id line, right after it, or in the rest
+// of the event (nothing follows: the client drops the cut event).
+func TestServeNoFarewellAfterHalfEvent(t *testing.T) {
+	h, _ := startHub(t, testConfig())
+	rooms := []string{"chat", "dev"}
+	second := roomMessage("dev", 2, 200)
+	// The composite id lines of the two events, as the stream writes them.
+	scratch := NewPosition(rooms, nil)
+	line1 := len(scratch.Wire(roomMessage("chat", 1, 100))[0])
+	line2 := len(scratch.Wire(second)[0])
+	for _, tc := range []struct {
+		name string
+		cut  int // bytes of the second event in the first chunk
+		half bool
+	}{
+		{"before the second event", 0, false},
+		{"inside its id line", 5, true},
+		{"right after its id line", line2, true},
+		{"in the rest of it", line2 + 10, true},
+	} {
+		s, err := h.Subscribe(rooms, "s", Goroutine, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The first event takes the rest of the first chunk.
+		first := roomMessage("chat", 1, chunkSize-tc.cut-line1+len("id: 1-0\n"))
+		h.Broadcast("chat", first)
+		h.Broadcast("dev", second)
+		pos := NewPosition(rooms, nil)
+		all := append(bytes.Join(pos.Wire(first), nil), bytes.Join(pos.Wire(second), nil)...)
+		w := &chunkRecorder{at: chunkSize, onAt: func() { s.close(ReasonShutdown) }}
+		s.Serve(context.Background(), w)
+		want := all[:chunkSize]
+		if !tc.half {
+			want = append(want, h.cfg.Disconnect(ReasonShutdown).Wire...)
+		}
+		if got := w.got.Bytes(); !bytes.Equal(got, want) {
+			t.Errorf("%s: wrote %d bytes ending %q, want %d ending %q", tc.name,
+				len(got), got[max(0, len(got)-40):], len(want), want[max(0, len(want)-40):])
+		}
 	}
 }

@@ -501,6 +501,23 @@ func subscribe(t testing.TB, h *Hub, rooms []string, session string, mode Mode) 
 	return s, rc, err
 }
 
+// tcpPair returns both ends of a fresh loopback connection with opts'
+// buffers; the server end is the caller's to close.
+func tcpPair(t testing.TB, opts socketOpts) (srv net.Conn, c *net.TCPConn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c = dial(t, ln.Addr().String(), opts)
+	srv, err = sndbufListener{ln, opts.serverSndbuf}.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv, c
+}
+
 // hook runs between Subscribe and Attach or Serve, where a handler writes
 // the replay: what it writes to replay reaches the client before anything
 // the hub writes.
@@ -515,16 +532,7 @@ func pooled(t testing.TB, h *Hub, rooms []string, session string, opts socketOpt
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	c := dial(t, ln.Addr().String(), opts)
-	srv, err := sndbufListener{ln, opts.serverSndbuf}.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, c := tcpPair(t, opts)
 	if before != nil {
 		before(s, srv)
 	}

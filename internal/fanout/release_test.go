@@ -131,7 +131,9 @@ func TestReleaseOnEveryEnd(t *testing.T) {
 }
 
 // TestReleaseBeforeServed: a stream cancelled before it was attached or
-// served (its replay failed) is released by Cancel.
+// served (its replay failed) is released by Cancel, and not again when it
+// is attached or served all the same (the release check counts the calls
+// when the test ends).
 func TestReleaseBeforeServed(t *testing.T) {
 	h, _ := startHub(t, testConfig())
 	for _, mode := range []Mode{Pooled, Goroutine} {
@@ -144,6 +146,15 @@ func TestReleaseBeforeServed(t *testing.T) {
 		case <-rc.done: // at once: Cancel removed it itself
 		default:
 			t.Fatalf("%v: not released by Cancel", mode)
+		}
+		if mode == Goroutine {
+			s.Serve(context.Background(), discard{}) // returns at once
+			continue
+		}
+		srv, c := tcpPair(t, socketOpts{})
+		defer c.Close()
+		if err := s.Attach(srv); err != nil { // closes srv
+			t.Fatal(err)
 		}
 	}
 }
