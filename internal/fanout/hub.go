@@ -25,13 +25,15 @@ type Hub struct {
 	log      *slog.Logger
 	farewell [numReasons]*Event // Config.Disconnect of each told reason, built once
 
-	mu       sync.RWMutex // guards reg, closed, degraded, status
-	reg      registry
-	closed   bool          // Shutdown began: no new subscribers
-	degraded bool          // the last SetDegraded
-	status   *Event        // Status(true), queued to new subscribers while degraded
-	gone     chan struct{} // closed once closed is set and the registry is empty
-	stopped  chan struct{} // closed when Shutdown has stopped the hub's goroutines
+	mu        sync.RWMutex // guards the fields up to gone
+	reg       registry
+	releasing int           // streams out of the registry whose release has not returned
+	closed    bool          // Shutdown began: no new subscribers
+	degraded  bool          // the last SetDegraded
+	status    *Event        // Status(true), queued to new subscribers while degraded
+	isGone    bool          // gone is closed
+	gone      chan struct{} // closed once closed is set, the registry is empty and no release runs
+	stopped   chan struct{} // closed when Shutdown has stopped the hub's goroutines
 
 	runq runQueue       // pooled subscribers waiting for a shared writer
 	stop chan struct{}  // closed when the writers and the heartbeat must end
@@ -151,17 +153,29 @@ func (h *Hub) admitLocked(session string, dead *[]*Subscriber) error {
 func (h *Hub) remove(s *Subscriber) {
 	h.mu.Lock()
 	first := !s.removed
-	last := false
 	if first {
 		s.removed = true
 		h.reg.remove(s)
-		last = h.closed && h.reg.total() == 0
+		h.releasing++
 	}
 	h.mu.Unlock()
-	if first && s.release != nil {
+	if !first {
+		return
+	}
+	if s.release != nil {
 		s.release()
 	}
-	if last { // after the release: Shutdown waits for it
+	h.mu.Lock()
+	h.releasing--
+	h.checkGoneLocked() // Shutdown waits for every release
+	h.mu.Unlock()
+}
+
+// checkGoneLocked closes gone once Shutdown has begun, the registry is
+// empty and no release is running. The caller holds h.mu.
+func (h *Hub) checkGoneLocked() {
+	if h.closed && !h.isGone && h.reg.total() == 0 && h.releasing == 0 {
+		h.isGone = true
 		close(h.gone)
 	}
 }
@@ -273,9 +287,7 @@ func (h *Hub) Shutdown(ctx context.Context) {
 	}
 	h.closed = true
 	all := slices.Clone(h.reg.all)
-	if h.reg.total() == 0 {
-		close(h.gone)
-	}
+	h.checkGoneLocked()
 	h.mu.Unlock()
 	for _, s := range all {
 		s.close(ReasonShutdown)

@@ -159,31 +159,62 @@ func TestReleaseBeforeServed(t *testing.T) {
 	}
 }
 
+// blockingWriter is a StreamWriter whose writes wait until open is closed.
+type blockingWriter struct{ open <-chan struct{} }
+
+func (w blockingWriter) Write(p []byte) (int, error) {
+	<-w.open
+	return len(p), nil
+}
+func (blockingWriter) Flush() error                     { return nil }
+func (blockingWriter) SetWriteDeadline(time.Time) error { return nil }
+
 // TestShutdownWaitsForRelease: Shutdown counts a stream as gone only once
-// its release has returned. The release here holds on until Shutdown gave
-// up at its deadline, which the release itself brings about: Shutdown must
-// then say that it gave up.
+// its release has returned, and that of every stream, not only of the last
+// one to leave the registry. Stream a is removed first and its release
+// holds on; stream b, whose farewell write waits for that, is removed
+// last, with a release that returns at once. Once b's Serve has returned,
+// the hub must still be waiting for a.
 func TestShutdownWaitsForRelease(t *testing.T) {
 	h, logs := startHub(t, testConfig())
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	gate := make(chan struct{})
-	s, err := h.Subscribe([]string{"chat"}, "s", Goroutine, func() {
-		cancel() // Shutdown's deadline
+	entered, gate := make(chan struct{}), make(chan struct{})
+	a, err := h.Subscribe([]string{"chat"}, "a", Goroutine, func() {
+		close(entered)
 		<-gate
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	served := make(chan struct{})
+	b, err := h.Subscribe([]string{"dev"}, "b", Goroutine, func() {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	servedA, servedB := make(chan struct{}), make(chan struct{})
 	go func() {
-		defer close(served)
-		s.Serve(context.Background(), discard{})
+		defer close(servedA)
+		a.Serve(context.Background(), discard{})
 	}()
-	h.Shutdown(ctx)
+	go func() {
+		defer close(servedB)
+		b.Serve(context.Background(), blockingWriter{entered})
+	}()
+	shutDown := make(chan struct{})
+	go func() {
+		defer close(shutDown)
+		ctx, cancel := context.WithTimeout(context.Background(), never)
+		defer cancel()
+		h.Shutdown(ctx)
+	}()
+	<-servedB // b removed and released, after a was removed
+	select {
+	case <-h.gone:
+		t.Error("the hub counted every stream gone while a release was still running")
+	default:
+	}
 	close(gate)
-	<-served
-	if n := logs.count(slogWarn, "streams not all ended and released at the shutdown deadline", nil); n != 1 {
-		t.Fatalf("%d warnings that Shutdown gave up, want 1: it did not wait for the release", n)
+	<-servedA
+	<-shutDown
+	if n := logs.count(slogWarn, "streams not all ended and released at the shutdown deadline", nil); n != 0 {
+		t.Fatal("Shutdown gave up at its deadline instead of seeing every stream gone")
 	}
 }
