@@ -76,7 +76,7 @@ type Subscriber struct {
 
 	// Owned by the stream's writer (the holder of the write token, or
 	// Serve), and before Attach or Serve by the request goroutine.
-	pos *Position // what its id lines say: where its client is in each room
+	pos *Position // what its composite id lines say, on a stream of several rooms
 
 	// Pooled mode: owned by the holder of the write token.
 	pending pending
