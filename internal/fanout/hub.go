@@ -180,9 +180,12 @@ func (h *Hub) checkGoneLocked() {
 	}
 }
 
-// Broadcast queues ev to every stream of room. It never blocks on a stream:
-// one whose backlog would exceed a bound is evicted as slow instead. Events
-// broadcast by one goroutine reach every subscriber in that order.
+// Broadcast queues ev to every stream of room, once however many rooms
+// the stream has. ev.Room must be room: it is the entry a message advances
+// in the position of a stream of several rooms. Broadcast never blocks on
+// a stream: one whose backlog would exceed a bound is evicted as slow
+// instead. Events broadcast by one goroutine reach every subscriber in
+// that order.
 func (h *Hub) Broadcast(room string, ev *Event) {
 	var evicted []*Subscriber
 	h.mu.RLock()
@@ -271,10 +274,10 @@ func (h *Hub) EndSession(session string) {
 }
 
 // Shutdown closes every stream with ReasonShutdown, waits until they are
-// gone (removed, and their release returned) or ctx is done, then stops the
-// hub's goroutines. A later call waits
-// (bounded by its ctx) for the first to finish. Clients reconnect, to
-// another instance behind a load balancer.
+// gone (removed, and their release returned) or ctx is done, then stops
+// the hub's goroutines. A later call waits (bounded by its ctx) for the
+// first to finish. Clients reconnect, to another instance behind a load
+// balancer.
 func (h *Hub) Shutdown(ctx context.Context) {
 	h.mu.Lock()
 	if h.closed {

@@ -10,7 +10,8 @@ import (
 
 // Attach gives a Pooled subscriber its connection, hijacked from net/http
 // after the handler wrote the response headers and the replay on it
-// (flushed: nothing may be left in a bufio.Writer). From now on the hub
+// (flushed: nothing may be left in a bufio.Writer), and handed over the
+// replay's position (SetPosition). From now on the hub
 // owns conn: it writes, and it closes it when the stream ends. Attach
 // clears conn's read and write deadlines; the hub sets its own.
 //

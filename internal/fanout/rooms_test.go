@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"slices"
 	"sort"
@@ -437,4 +438,27 @@ func TestStatsRooms(t *testing.T) {
 	expect(1, 0)
 	c.Cancel()
 	expect(0, 0)
+}
+
+// TestSetPositionMisuse: a position of other rooms than the stream's is
+// logged, and the stream goes on from its entries of the stream's rooms;
+// a position handed over after Attach is logged and ignored (the writers
+// own the stream's position by then).
+func TestSetPositionMisuse(t *testing.T) {
+	h, logs := startHub(t, testConfig())
+	rooms := []string{"chat", "dev"}
+	s, c := pooled(t, h, rooms, "s", socketOpts{}, func(s *Subscriber, _ io.Writer) {
+		s.SetPosition(NewPosition([]string{"dev", "ops"}, map[string]chat.ID{"dev": {Ms: 7}, "ops": {Ms: 9}}))
+	})
+	s.SetPosition(NewPosition(rooms, map[string]chat.ID{"chat": {Ms: 100}, "dev": {Ms: 100}}))
+	c.start()
+	ev := roomMessage("chat", 1, 100)
+	h.Broadcast("chat", ev)
+	awaitEvents(c, 1)
+	checkHistory(t, c.raw(), newPositionModel(rooms, map[string]chat.ID{"dev": {Ms: 7}}), []string{entryOf(ev)})
+	for _, msg := range []string{"fanout: SetPosition of other rooms than the stream's", "fanout: SetPosition after Attach or Serve"} {
+		if n := logs.count(slog.LevelError, msg, nil); n != 1 {
+			t.Errorf("%d errors %q logged, want 1", n, msg)
+		}
+	}
 }
