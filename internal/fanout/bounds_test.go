@@ -2,8 +2,11 @@ package fanout
 
 import (
 	"bytes"
+	"context"
+	"io"
 	"slices"
 	"testing"
+	"time"
 )
 
 // boundCase is one bound under test: a queue that is large in one
@@ -21,7 +24,7 @@ type boundCase struct {
 // client received in all.
 func evictSlow(t *testing.T, h *Hub, logs *logRecorder, open opener, bc boundCase) (accepted int, raw []byte) {
 	t.Helper()
-	s, c := open([]string{"chat"}, "s", smallBuffers(), func(*Subscriber) {
+	s, c := open([]string{"chat"}, "s", smallBuffers(), func(*Subscriber, io.Writer) {
 		for i := 1; i <= bc.preload; i++ {
 			h.Broadcast("chat", message(i, bc.size))
 		}
@@ -115,7 +118,7 @@ func TestEvictionTellsClient(t *testing.T) {
 	cfg := testConfig()
 	cfg.QueueEvents = 4
 	modes(t, cfg, socketOpts{}, func(t *testing.T, h *Hub, logs *logRecorder, open opener) {
-		_, c := open([]string{"chat"}, "s", socketOpts{}, func(s *Subscriber) {
+		_, c := open([]string{"chat"}, "s", socketOpts{}, func(s *Subscriber, _ io.Writer) {
 			for i := 1; i <= 5; i++ {
 				h.Broadcast("chat", message(i, 100))
 			}
@@ -139,37 +142,58 @@ func TestEvictionTellsClient(t *testing.T) {
 // TestNoFarewellAfterHalfEvent: when a pooled stream ends with an event
 // partly written, nothing more is written (the client sees the cut event,
 // which it drops); with no event half written, it gets the disconnect
-// event instead of the unwritten ones.
+// event instead of the unwritten ones. On a stream of several rooms an
+// event is its composite id line and the rest: one written up to the end
+// of its id line, or inside it, is half written too.
 func TestNoFarewellAfterHalfEvent(t *testing.T) {
 	h, _ := startHub(t, testConfig())
-	disconnect := string(h.cfg.Disconnect(ReasonShutdown).Wire)
+	disconnect := h.cfg.Disconnect(ReasonShutdown).Wire
 	ev := message(1, 100)
+	idLine := func(bufs [][]byte) int { return len(bufs[0]) }
 	for _, tc := range []struct {
-		written int // bytes of ev written before the end
-		want    string
+		name    string
+		rooms   []string
+		written func(bufs [][]byte) int // bytes of the pending event written before the end
+		half    bool
 	}{
-		{0, disconnect},
-		{10, string(ev.Wire[:10])},
+		{"one room, nothing written", []string{"chat"}, func([][]byte) int { return 0 }, false},
+		{"one room, 10 bytes", []string{"chat"}, func([][]byte) int { return 10 }, true},
+		{"several rooms, nothing written", []string{"chat", "dev"}, func([][]byte) int { return 0 }, false},
+		{"several rooms, inside the id line", []string{"chat", "dev"}, func([][]byte) int { return 5 }, true},
+		{"several rooms, the id line only", []string{"chat", "dev"}, idLine, true},
+		{"several rooms, past the id line", []string{"chat", "dev"}, func(b [][]byte) int { return idLine(b) + 3 }, true},
 	} {
-		s, c := pooled(t, h, []string{"chat"}, "s", socketOpts{}, nil)
+		s, c := pooled(t, h, tc.rooms, "s", socketOpts{}, nil)
 		s.mu.Lock()
 		s.state = scheduled // the test holds the write token
 		s.mu.Unlock()
 		s.pending.add(ev, s.pos)
-		if tc.written > 0 {
-			n, err := s.conn.Write(ev.Wire[:tc.written])
+		if n := len(s.pending.bufs); n != len(tc.rooms) {
+			t.Fatalf("%s: the event is %d buffers", tc.name, n)
+		}
+		all := bytes.Join(s.pending.bufs, nil)
+		written := tc.written(s.pending.bufs)
+		if written > 0 {
+			n, err := s.conn.Write(all[:written])
 			if err != nil {
 				t.Fatal(err)
 			}
 			s.pending.advance(n)
+		}
+		if s.pending.half() != tc.half {
+			t.Errorf("%s: half() is %v", tc.name, !tc.half)
 		}
 		s.mu.Lock()
 		s.closeLocked(ReasonShutdown)
 		s.mu.Unlock()
 		h.finish(s, newWritev())
 		c.awaitEnd(false)
-		if got := string(c.raw()); got != tc.want {
-			t.Errorf("%d bytes written before the end: the client got %q, want %q", tc.written, got, tc.want)
+		want := all[:written]
+		if !tc.half {
+			want = disconnect
+		}
+		if got := c.raw(); !bytes.Equal(got, want) {
+			t.Errorf("%s: the client got %q, want %q", tc.name, got, want)
 		}
 	}
 }
@@ -194,5 +218,71 @@ func TestQueuedNotWrittenAfterEnd(t *testing.T) {
 	h.runq.push(s) // hand the token to the writers
 	if got := describe(c.awaitEnd(false)); !slices.Equal(got, []string{"disconnect:logged-out"}) {
 		t.Fatalf("got %q, want only the disconnect event", got)
+	}
+}
+
+// chunkRecorder is a StreamWriter that keeps what it is given and, once it
+// holds at bytes, runs onAt (once).
+type chunkRecorder struct {
+	got  bytes.Buffer
+	at   int
+	onAt func()
+}
+
+func (r *chunkRecorder) Write(p []byte) (int, error) {
+	r.got.Write(p)
+	if r.onAt != nil && r.got.Len() >= r.at {
+		f := r.onAt
+		r.onAt = nil
+		f()
+	}
+	return len(p), nil
+}
+func (r *chunkRecorder) Flush() error                     { return nil }
+func (r *chunkRecorder) SetWriteDeadline(time.Time) error { return nil }
+
+// TestServeNoFarewellAfterHalfEvent: Serve writes in chunks, and a stream
+// closed between two chunks ends there. On a stream of several rooms, the
+// chunk boundary falls just before an event (the disconnect event
+// follows), or inside its composite id line, right after it, or in the rest
+// of the event (nothing follows: the client drops the cut event).
+func TestServeNoFarewellAfterHalfEvent(t *testing.T) {
+	h, _ := startHub(t, testConfig())
+	rooms := []string{"chat", "dev"}
+	second := roomMessage("dev", 2, 200)
+	// The composite id lines of the two events, as the stream writes them.
+	scratch := NewPosition(rooms, nil)
+	line1 := len(scratch.Wire(roomMessage("chat", 1, 100))[0])
+	line2 := len(scratch.Wire(second)[0])
+	for _, tc := range []struct {
+		name string
+		cut  int // bytes of the second event in the first chunk
+		half bool
+	}{
+		{"before the second event", 0, false},
+		{"inside its id line", 5, true},
+		{"right after its id line", line2, true},
+		{"in the rest of it", line2 + 10, true},
+	} {
+		s, err := h.Subscribe(rooms, "s", Goroutine, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The first event takes the rest of the first chunk.
+		first := roomMessage("chat", 1, chunkSize-tc.cut-line1+len("id: 1-0\n"))
+		h.Broadcast("chat", first)
+		h.Broadcast("dev", second)
+		pos := NewPosition(rooms, nil)
+		all := append(bytes.Join(pos.Wire(first), nil), bytes.Join(pos.Wire(second), nil)...)
+		w := &chunkRecorder{at: chunkSize, onAt: func() { s.close(ReasonShutdown) }}
+		s.Serve(context.Background(), w)
+		want := all[:chunkSize]
+		if !tc.half {
+			want = append(want, h.cfg.Disconnect(ReasonShutdown).Wire...)
+		}
+		if got := w.got.Bytes(); !bytes.Equal(got, want) {
+			t.Errorf("%s: wrote %d bytes ending %q, want %d ending %q", tc.name,
+				len(got), got[max(0, len(got)-40):], len(want), want[max(0, len(want)-40):])
+		}
 	}
 }

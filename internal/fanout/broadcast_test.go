@@ -79,7 +79,7 @@ func firstDiff(a, b []string) int {
 // an ID are kept in their place.
 func TestSkipUpTo(t *testing.T) {
 	modes(t, testConfig(), socketOpts{}, func(t *testing.T, h *Hub, _ *logRecorder, open opener) {
-		_, c := open([]string{"chat"}, "s", socketOpts{}, func(s *Subscriber) {
+		_, c := open([]string{"chat"}, "s", socketOpts{}, func(s *Subscriber, _ io.Writer) {
 			// Broadcast while the "replay" runs.
 			for i := 1; i <= 10; i++ {
 				h.Broadcast("chat", message(i, 100))

@@ -1,6 +1,18 @@
 // Package fanout delivers server-sent events to the streams open in this
 // process: one event, encoded once, reaches every subscriber of a room.
 //
+// A stream has any number of rooms (a browser holds one stream for every
+// room it joined) and gets each event broadcast to one of them once, and
+// each event for every stream (status, pings) once. A message event
+// carries its room's id line; a stream of one room sends it as it is, and
+// a stream of several rooms sends instead its composite position, one
+// entry per room (Position), so that a reconnecting client resumes every
+// room where it left off. The handler writes a stream's replay with that
+// Position, marks each room's replay (Subscriber.SkipUpTo) and hands the
+// Position over (Subscriber.SetPosition) with the stream. When a stream
+// ends, however it ends, the hub calls the release given to Subscribe,
+// once, after the stream has left the registry.
+//
 // Broadcasting never blocks. Every subscriber has a backlog bounded in
 // events and in bytes (Config.QueueEvents, Config.QueueBytes), counting all
 // it accepted and has not yet written to its socket; an event that would

@@ -26,7 +26,10 @@ import (
 // once" before it decides that it never will. It is no performance bound.
 const never = 10 * time.Second
 
-const slogInfo = slog.LevelInfo
+const (
+	slogInfo = slog.LevelInfo
+	slogWarn = slog.LevelWarn
+)
 
 // testConfig is a hub configuration with events the tests can recognise
 // and bounds no test reaches unless it means to.
@@ -498,28 +501,40 @@ func subscribe(t testing.TB, h *Hub, rooms []string, session string, mode Mode) 
 	return s, rc, err
 }
 
-// pooled subscribes to rooms for session in Pooled mode, attaches the server
-// end of a fresh loopback connection and returns the client end (not yet
-// reading). before runs between Subscribe and Attach, as a handler's
-// replay would.
-func pooled(t testing.TB, h *Hub, rooms []string, session string, opts socketOpts, before func(*Subscriber)) (*Subscriber, *client) {
+// tcpPair returns both ends of a fresh loopback connection with opts'
+// buffers; the server end is the caller's to close.
+func tcpPair(t testing.TB, opts socketOpts) (srv net.Conn, c *net.TCPConn) {
 	t.Helper()
-	s, rc, err := subscribe(t, h, rooms, session, Pooled)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	c := dial(t, ln.Addr().String(), opts)
-	srv, err := sndbufListener{ln, opts.serverSndbuf}.Accept()
+	c = dial(t, ln.Addr().String(), opts)
+	srv, err = sndbufListener{ln, opts.serverSndbuf}.Accept()
 	if err != nil {
 		t.Fatal(err)
 	}
+	return srv, c
+}
+
+// hook runs between Subscribe and Attach or Serve, where a handler writes
+// the replay: what it writes to replay reaches the client before anything
+// the hub writes.
+type hook func(s *Subscriber, replay io.Writer)
+
+// pooled subscribes to rooms for session in Pooled mode, attaches the server
+// end of a fresh loopback connection and returns the client end (not yet
+// reading). before, unless nil, runs before Attach.
+func pooled(t testing.TB, h *Hub, rooms []string, session string, opts socketOpts, before hook) (*Subscriber, *client) {
+	t.Helper()
+	s, rc, err := subscribe(t, h, rooms, session, Pooled)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, c := tcpPair(t, opts)
 	if before != nil {
-		before(s)
+		before(s, srv)
 	}
 	if err := s.Attach(srv); err != nil {
 		t.Fatal(err)
@@ -537,9 +552,9 @@ type streamServer struct {
 	addr string
 	subs chan opened // every subscriber, once subscribed
 
-	mu     sync.Mutex        // guards before, t
-	before func(*Subscriber) // may be nil
-	t      testing.TB        // of the stream being opened: its release check's
+	mu     sync.Mutex // guards before, t
+	before hook       // may be nil
+	t      testing.TB // of the stream being opened: its release check's
 }
 
 func startStreamServer(t testing.TB, h *Hub, serverSndbuf int) *streamServer {
@@ -582,7 +597,8 @@ func (ss *streamServer) handle(w http.ResponseWriter, r *http.Request) {
 	before := ss.before
 	ss.mu.Unlock()
 	if before != nil {
-		before(s)
+		before(s, w)
+		http.NewResponseController(w).Flush()
 	}
 	ss.subs <- opened{s, rc} // after the hook: the test goes on once it is done
 	s.Serve(r.Context(), ResponseStream(w))
@@ -622,10 +638,10 @@ func (ss *streamServer) open(t testing.TB, rooms []string, session string, opts 
 	}
 }
 
-// opener opens a stream in one mode; before runs between Subscribe and
-// Attach or Serve, where the handler writes the replay. In Goroutine mode
-// the server's socket buffers are those given to modes.
-type opener func(rooms []string, session string, opts socketOpts, before func(*Subscriber)) (*Subscriber, *client)
+// opener opens a stream in one mode; before, unless nil, runs before
+// Attach or Serve. In Goroutine mode the server's socket buffers are those
+// given to modes.
+type opener func(rooms []string, session string, opts socketOpts, before hook) (*Subscriber, *client)
 
 // modes runs f for each mode, with a hub of cfg and a way to open a stream
 // in that mode.
@@ -637,7 +653,7 @@ func modes(t *testing.T, cfg Config, server socketOpts, f func(t *testing.T, h *
 			if mode == Goroutine {
 				ss = startStreamServer(t, h, server.serverSndbuf)
 			}
-			f(t, h, logs, func(rooms []string, session string, o socketOpts, before func(*Subscriber)) (*Subscriber, *client) {
+			f(t, h, logs, func(rooms []string, session string, o socketOpts, before hook) (*Subscriber, *client) {
 				t.Helper()
 				if mode == Pooled {
 					return pooled(t, h, rooms, session, o, before)

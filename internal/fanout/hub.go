@@ -25,13 +25,15 @@ type Hub struct {
 	log      *slog.Logger
 	farewell [numReasons]*Event // Config.Disconnect of each told reason, built once
 
-	mu       sync.RWMutex // guards reg, closed, degraded, status
-	reg      registry
-	closed   bool          // Shutdown began: no new subscribers
-	degraded bool          // the last SetDegraded
-	status   *Event        // Status(true), queued to new subscribers while degraded
-	gone     chan struct{} // closed once closed is set and the registry is empty
-	stopped  chan struct{} // closed when Shutdown has stopped the hub's goroutines
+	mu        sync.RWMutex // guards the fields up to gone
+	reg       registry
+	releasing int           // streams out of the registry whose release has not returned
+	closed    bool          // Shutdown began: no new subscribers
+	degraded  bool          // the last SetDegraded
+	status    *Event        // Status(true), queued to new subscribers while degraded
+	isGone    bool          // gone is closed
+	gone      chan struct{} // closed once closed is set, the registry is empty and no release runs
+	stopped   chan struct{} // closed when Shutdown has stopped the hub's goroutines
 
 	runq runQueue       // pooled subscribers waiting for a shared writer
 	stop chan struct{}  // closed when the writers and the heartbeat must end
@@ -151,24 +153,39 @@ func (h *Hub) admitLocked(session string, dead *[]*Subscriber) error {
 func (h *Hub) remove(s *Subscriber) {
 	h.mu.Lock()
 	first := !s.removed
-	last := false
 	if first {
 		s.removed = true
 		h.reg.remove(s)
-		last = h.closed && h.reg.total() == 0
+		h.releasing++
 	}
 	h.mu.Unlock()
-	if first && s.release != nil {
+	if !first {
+		return
+	}
+	if s.release != nil {
 		s.release()
 	}
-	if last { // after the release: Shutdown waits for it
+	h.mu.Lock()
+	h.releasing--
+	h.checkGoneLocked() // Shutdown waits for every release
+	h.mu.Unlock()
+}
+
+// checkGoneLocked closes gone once Shutdown has begun, the registry is
+// empty and no release is running. The caller holds h.mu.
+func (h *Hub) checkGoneLocked() {
+	if h.closed && !h.isGone && h.reg.total() == 0 && h.releasing == 0 {
+		h.isGone = true
 		close(h.gone)
 	}
 }
 
-// Broadcast queues ev to every stream of room. It never blocks on a stream:
-// one whose backlog would exceed a bound is evicted as slow instead. Events
-// broadcast by one goroutine reach every subscriber in that order.
+// Broadcast queues ev to every stream of room, once however many rooms
+// the stream has. ev.Room must be room: it is the entry a message advances
+// in the position of a stream of several rooms. Broadcast never blocks on
+// a stream: one whose backlog would exceed a bound is evicted as slow
+// instead. Events broadcast by one goroutine reach every subscriber in
+// that order.
 func (h *Hub) Broadcast(room string, ev *Event) {
 	var evicted []*Subscriber
 	h.mu.RLock()
@@ -257,9 +274,10 @@ func (h *Hub) EndSession(session string) {
 }
 
 // Shutdown closes every stream with ReasonShutdown, waits until they are
-// gone or ctx is done, then stops the hub's goroutines. A later call waits
-// (bounded by its ctx) for the first to finish. Clients reconnect, to
-// another instance behind a load balancer.
+// gone (removed, and their release returned) or ctx is done, then stops
+// the hub's goroutines. A later call waits (bounded by its ctx) for the
+// first to finish. Clients reconnect, to another instance behind a load
+// balancer.
 func (h *Hub) Shutdown(ctx context.Context) {
 	h.mu.Lock()
 	if h.closed {
@@ -272,9 +290,7 @@ func (h *Hub) Shutdown(ctx context.Context) {
 	}
 	h.closed = true
 	all := slices.Clone(h.reg.all)
-	if h.reg.total() == 0 {
-		close(h.gone)
-	}
+	h.checkGoneLocked()
 	h.mu.Unlock()
 	for _, s := range all {
 		s.close(ReasonShutdown)
@@ -282,7 +298,7 @@ func (h *Hub) Shutdown(ctx context.Context) {
 	select {
 	case <-h.gone:
 	case <-ctx.Done():
-		h.log.Warn("streams still open at the shutdown deadline", "streams", h.Stats().Streams)
+		h.log.Warn("streams not all ended and released at the shutdown deadline", "streams", h.Stats().Streams)
 	}
 	close(h.stop)
 	h.wg.Wait()

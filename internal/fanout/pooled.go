@@ -10,7 +10,8 @@ import (
 
 // Attach gives a Pooled subscriber its connection, hijacked from net/http
 // after the handler wrote the response headers and the replay on it
-// (flushed: nothing may be left in a bufio.Writer). From now on the hub
+// (flushed: nothing may be left in a bufio.Writer), and handed over the
+// replay's position (SetPosition). From now on the hub
 // owns conn: it writes, and it closes it when the stream ends. Attach
 // clears conn's read and write deadlines; the hub sets its own.
 //
@@ -95,8 +96,11 @@ type pending struct {
 	lines  []byte // the composite id lines in bufs, back to back
 }
 
-// add appends ev as pos writes it, and records in pos that it is sent. It
-// allocates only to grow bufs, ends and lines, which are reused.
+// add appends ev as pos writes it: on a stream of several rooms, a
+// message event's composite id line (recorded in pos) and the rest of it;
+// otherwise its own wire, and pos, which nobody reads any more, is left
+// as it is. It allocates only to grow bufs, ends and lines, which are
+// reused.
 //
 // The queue counted len(ev.Wire) for ev; the bytes written differ by the
 // length of a composite id line, and the difference is reported with the
@@ -104,7 +108,6 @@ type pending struct {
 // written, and returns to 0 once everything is.
 func (p *pending) add(ev *Event, pos *Position) {
 	if !pos.multi() || !ev.hasIDLine() {
-		pos.advance(ev)
 		p.bufs = append(p.bufs, ev.Wire)
 		p.ends = append(p.ends, true)
 		return

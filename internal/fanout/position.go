@@ -47,8 +47,8 @@ func newPosition(rooms []string, start map[string]chat.ID) *Position {
 }
 
 // multi reports whether p has several rooms, so that message events need
-// their id line replaced.
-func (p *Position) multi() bool { return len(p.rooms) > 1 }
+// their id line replaced; nil has none.
+func (p *Position) multi() bool { return p != nil && len(p.rooms) > 1 }
 
 // Wire returns what to write for ev, in order, and records that it is
 // sent: for a stream of one room, or an event without an ID, ev.Wire as it
@@ -149,10 +149,11 @@ func sortRooms(rooms []string) []string {
 	return slices.Compact(sorted)
 }
 
-// roomIndex finds room in rooms, sorted by compareRooms.
+// roomIndex finds room in rooms, sorted by compareRooms: its index, or
+// where it would go.
 func roomIndex(rooms []string, room string) (int, bool) {
-	if len(rooms) == 1 { // the common case, without a call
-		return 0, rooms[0] == room
+	if len(rooms) == 1 && rooms[0] == room { // the common case, without a search
+		return 0, true
 	}
 	return slices.BinarySearchFunc(rooms, room, compareRooms)
 }

@@ -45,7 +45,7 @@ func TestPosition(t *testing.T) {
 		final: "dev=1733050001234-1",
 	}, {
 		name:  "several rooms: default first, then by name, duplicates once; missing rooms at 0-0",
-		rooms: []string{"ops", "dev", chat.DefaultRoom, "dev"},
+		rooms: []string{"ops", "dev", chat.DefaultRoom, "dev", "art"}, // "art" sorts before the default room by name
 		start: map[string]chat.ID{chat.DefaultRoom: id(1733050000000, 0), "other": id(1, 1)},
 		evs: []*Event{
 			wireEvent("dev", id(1733050001234, 1), "a"),
@@ -56,14 +56,14 @@ func TestPosition(t *testing.T) {
 			wireEvent("other", id(1733050004000, 0), "not on the stream"),
 		},
 		want: []string{
-			"id: 1733050000000-0,dev=1733050001234-1,ops=0-0\nevent: message\ndata: a\n\n",
+			"id: 1733050000000-0,art=0-0,dev=1733050001234-1,ops=0-0\nevent: message\ndata: a\n\n",
 			"event: typing\ndata: {}\n\n",
-			"id: 1733050002000-0,dev=1733050001234-1,ops=0-0\nevent: message\ndata: b\n\n",
+			"id: 1733050002000-0,art=0-0,dev=1733050001234-1,ops=0-0\nevent: message\ndata: b\n\n",
 			"event: status\ndata: ok\n\n",
-			"id: 1733050002000-0,dev=1733050001234-1,ops=1733050003000-7\nevent: message\ndata: c\n\n",
-			"id: 1733050002000-0,dev=1733050001234-1,ops=1733050003000-7\nevent: message\ndata: not on the stream\n\n",
+			"id: 1733050002000-0,art=0-0,dev=1733050001234-1,ops=1733050003000-7\nevent: message\ndata: c\n\n",
+			"id: 1733050002000-0,art=0-0,dev=1733050001234-1,ops=1733050003000-7\nevent: message\ndata: not on the stream\n\n",
 		},
-		final: "1733050002000-0,dev=1733050001234-1,ops=1733050003000-7",
+		final: "1733050002000-0,art=0-0,dev=1733050001234-1,ops=1733050003000-7",
 	}, {
 		name:  "no room",
 		rooms: nil,

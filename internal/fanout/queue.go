@@ -55,14 +55,15 @@ func (q *queue) covered(ev *Event) bool {
 	if ev.ID.IsZero() || len(q.skip) == 0 {
 		return false
 	}
+	if len(q.skip) == 1 { // the common case, without a search
+		return q.skip[0].room == ev.Room && !ev.ID.After(q.skip[0].id)
+	}
 	i, ok := q.skipIndex(ev.Room)
 	return ok && !ev.ID.After(q.skip[i].id)
 }
 
+// skipIndex finds room's mark, or where it goes.
 func (q *queue) skipIndex(room string) (int, bool) {
-	if len(q.skip) == 1 { // the common case, without a call
-		return 0, q.skip[0].room == room
-	}
 	return slices.BinarySearchFunc(q.skip, room, func(m skipMark, room string) int {
 		return compareRooms(m.room, room)
 	})

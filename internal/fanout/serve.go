@@ -114,10 +114,17 @@ func (s *Subscriber) writeBatch(w StreamWriter, evs []*Event) (clean bool, err e
 	budget := 0 // bytes the current deadline still covers
 	events, bytes := 0, 0
 	defer func() { s.wrote(events, bytes) }()
+	multi := s.pos.multi()
+	var own [1][]byte
 	for _, ev := range evs {
-		parts := s.pos.Wire(ev) // its own wire, or a composite id line and the rest
-		if len(parts) == 2 {
-			bytes += ev.IDLen - len(parts[0]) // the queue counted len(ev.Wire): see pending.add
+		// Its own wire, or on a stream of several rooms a composite id
+		// line and the rest, as in pending.add, which also says why the
+		// queue's bytes are corrected.
+		own[0] = ev.Wire
+		parts := own[:]
+		if multi && ev.hasIDLine() {
+			parts = s.pos.Wire(ev)
+			bytes += ev.IDLen - len(parts[0])
 		}
 		started := false // a byte of ev is written
 		for _, b := range parts {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"testing"
 	"time"
@@ -78,7 +79,7 @@ func TestShutdown(t *testing.T) {
 func TestShutdownUnattached(t *testing.T) {
 	h, _ := startHub(t, testConfig())
 	first := make(chan struct{})
-	_, c := pooled(t, h, []string{"chat"}, "s", socketOpts{}, func(s *Subscriber) {
+	_, c := pooled(t, h, []string{"chat"}, "s", socketOpts{}, func(s *Subscriber, _ io.Writer) {
 		h.BroadcastAll(notice("queued, never written"))
 		go func() {
 			defer close(first)

@@ -76,7 +76,7 @@ type Subscriber struct {
 
 	// Owned by the stream's writer (the holder of the write token, or
 	// Serve), and before Attach or Serve by the request goroutine.
-	pos *Position // what its id lines say: where its client is in each room
+	pos *Position // what its composite id lines say; may be nil on a stream of one room
 
 	// Pooled mode: owned by the holder of the write token.
 	pending pending
@@ -84,17 +84,20 @@ type Subscriber struct {
 
 // newSubscriber makes a subscriber of rooms, sorted by sortRooms.
 func newSubscriber(h *Hub, rooms []string, session string, mode Mode, release func()) *Subscriber {
-	return &Subscriber{
+	s := &Subscriber{
 		hub:     h,
 		rooms:   rooms,
 		session: session,
 		mode:    mode,
 		release: release,
-		pos:     newPosition(rooms, nil),
 		roomIdx: make([]int, len(rooms)),
 		done:    make(chan struct{}),
 		notify:  make(chan struct{}, 1),
 	}
+	if len(rooms) > 1 { // a stream of one room writes its events as they are
+		s.pos = newPosition(rooms, nil)
+	}
+	return s
 }
 
 // Done is closed when the stream has ended, for whatever reason.
