@@ -47,6 +47,10 @@ type fakeChat struct {
 	online map[string]map[string]int // room → user → open streams
 }
 
+// fakeMaxRooms is the most rooms a user of the fake may have joined, as
+// the real server's default.
+const fakeMaxRooms = 20
+
 type fakeMsg struct {
 	room, id string
 	ev       []byte // encoded SSE event
@@ -95,16 +99,27 @@ func (f *fakeChat) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	user := c.Value
 	switch route {
 	case "POST /post", "POST /r/{room}/post":
+		f.mu.Lock()
+		joined := slices.Contains(f.joined[user], room)
+		f.mu.Unlock()
+		if !joined && room != chat.DefaultRoom {
+			http.Error(w, "join the room first", http.StatusForbidden)
+			return
+		}
 		f.publish(room, user, r.FormValue("message"))
 		w.WriteHeader(http.StatusNoContent)
 	case "POST /r/{room}/join", "POST /r/{room}/leave":
 		f.mu.Lock()
+		defer f.mu.Unlock()
 		rooms := slices.DeleteFunc(f.joined[user], func(j string) bool { return j == room })
 		if strings.HasSuffix(route, "join") {
+			if len(rooms) >= fakeMaxRooms {
+				http.Error(w, "too many rooms", http.StatusConflict)
+				return
+			}
 			rooms = append(rooms, room)
 		}
 		f.joined[user] = rooms
-		f.mu.Unlock()
 		w.WriteHeader(http.StatusNoContent)
 	case "GET /r/{room}/online":
 		f.mu.Lock()

@@ -42,6 +42,9 @@ const (
 	onlinePoll     = 100 * time.Millisecond // storm: interval of GET /r/{room}/online per room
 	onlineConc     = 16                     // storm: online-list requests in flight at most
 	maxOnlineBody  = 1 << 20                // storm: longest online list read
+	// senderRooms is the most rooms a sender joins: the server's cap on the
+	// rooms one user may have joined (-max-rooms, 20 by default).
+	senderRooms = 20
 )
 
 // bench holds what lives across scenarios: the HTTP clients, the built
@@ -220,7 +223,8 @@ func (b *bench) startEnv(ctx context.Context, s scenario, runNo int) (*env, erro
 		addr := "127.0.0.1:" + strconv.Itoa(port)
 		name := fmt.Sprintf("server-%s-%d-%d", s.Name, runNo, i)
 		argv := append([]string{b.serverBin, "-addr", addr, "-redis", redisURL,
-			"-rate-posts", "0", "-rate-logins", "0", "-max-streams", "20000", "-streams-per-session", "0"}, cfg.serverArgs...)
+			"-rate-posts", "0", "-rate-logins", "0", "-max-streams", "20000", "-streams-per-session", "0"}, s.ServerArgs...)
+		argv = append(argv, cfg.serverArgs...)
 		p, err := startProc(name, filepath.Join(b.dir, name+".log"), cpus, argv)
 		if err != nil {
 			e.stop()
@@ -375,7 +379,7 @@ type cast struct {
 func (b *bench) prepare(ctx context.Context, s scenario, st *runState, targets []string) (*cast, error) {
 	k := len(targets)
 	tag := string(st.tag)
-	nSend := min(b.cfg.senders, max(st.msgs, 1))
+	nSend := st.senders(b.cfg.senders)
 	nUsers := s.Subs // with rooms every subscriber is its own user
 	if s.Rooms == 0 {
 		nUsers = min(b.cfg.subUsers, s.Subs)
@@ -407,17 +411,29 @@ func (b *bench) prepare(ctx context.Context, s scenario, st *runState, targets [
 	if s.Rooms == 0 {
 		return c, nil
 	}
-	movers := sessions[nSend:]
-	b.logf("moving %d users into %d rooms", len(movers), st.nRooms())
-	err = forEach(ctx, len(movers), b.cfg.loginConc, func(i int) error {
-		room := st.roomName(i % st.nRooms()) // subscriber j: room j mod R; observer r: room r
-		if i >= nUsers {
-			room = st.roomName(i - nUsers)
+	b.logf("moving %d users into %d rooms", len(sessions), st.nRooms())
+	err = forEach(ctx, len(sessions), b.cfg.loginConc, func(i int) error {
+		var rooms []string
+		switch j := i - nSend; {
+		case i < nSend: // a room's posts need it joined: sender i posts to rooms r ≡ i (mod S)
+			for r := i; r < st.nRooms(); r += nSend {
+				rooms = append(rooms, st.roomName(r))
+			}
+		case j < nUsers: // subscriber j (and j + U, …): room j mod R
+			rooms = []string{st.roomName(st.roomOf(j))}
+		default: // observer r: room r
+			rooms = []string{st.roomName(j - nUsers)}
 		}
-		if err := b.roomAction(ctx, &movers[i], room, "join"); err != nil {
+		// Leave the default room first: it counts in the joined rooms' cap.
+		if err := b.roomAction(ctx, &sessions[i], chat.DefaultRoom, "leave"); err != nil {
 			return err
 		}
-		return b.roomAction(ctx, &movers[i], chat.DefaultRoom, "leave")
+		for _, room := range rooms {
+			if err := b.roomAction(ctx, &sessions[i], room, "join"); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("joining rooms: %w", err)
@@ -456,6 +472,26 @@ func (st *runState) roomName(r int) string {
 		return chat.DefaultRoom
 	}
 	return st.rooms[r]
+}
+
+// senders is the number of senders S for a wish of want: at most one per
+// message, and with rooms at most one per room but enough that none joins
+// more than senderRooms rooms.
+func (st *runState) senders(want int) int {
+	n := min(want, max(st.msgs, 1))
+	if st.rooms != nil {
+		n = min(max(n, (len(st.rooms)+senderRooms-1)/senderRooms), len(st.rooms))
+	}
+	return n
+}
+
+// senderOf is the sender of message i of n senders: i mod S, and with
+// rooms that of its room, room mod S (the rooms the sender joined).
+func (st *runState) senderOf(i, n int) int {
+	if st.rooms == nil {
+		return i % n
+	}
+	return st.roomOf(i) % n
 }
 
 // expects reports whether subscriber s must receive message q, posted as p:
@@ -1032,8 +1068,8 @@ func (b *bench) drainDeliveries(ctx context.Context, st *runState, subs []*subsc
 	return nil
 }
 
-// send posts len(posts) messages at rate from the senders (message i from
-// sender i mod S, to room i mod R), each at its scheduled time firstSend +
+// send posts len(posts) messages at rate from the senders (message i to
+// room i mod R, from sender senderOf(i)), each at its scheduled time firstSend +
 // i/rate, in its own goroutine (open loop). It returns the worst lateness
 // of the sender.
 func (b *bench) send(ctx context.Context, s scenario, st *runState, senders []session, posts []postRecord, firstSend time.Time) (time.Duration, error) {
@@ -1066,7 +1102,7 @@ loop:
 		go func(i int) {
 			defer wg.Done()
 			defer func() { <-sem }()
-			posts[i] = b.postOne(ctx, senders[i%len(senders)], i, st)
+			posts[i] = b.postOne(ctx, senders[st.senderOf(i, len(senders))], i, st)
 		}(i)
 	}
 	wg.Wait() // each POST is bounded by -post-timeout

@@ -71,12 +71,19 @@ type scenario struct {
 	// Storm opens the streams during the sending time and checks the
 	// rooms' online lists afterwards (see storm.go).
 	Storm bool
+	// ServerArgs are passed to the servers the bench starts, after the
+	// flags every scenario gets.
+	ServerArgs []string
 	// Targets of issue 9, checked on the medians (0: none).
 	MaxP99Ms     float64       // p99 at most this
 	CPUAtMostOf  string        // server CPU per delivery at most that of this scenario, when both ran
 	OnlineWithin time.Duration // storm: online lists correct this soon after the last connect
 	Desc         string
 }
+
+// roomArgs lift the per-user rate limit on joining rooms (20 a minute):
+// senders join up to 20 rooms each at once.
+var roomArgs = []string{"-rate-joins", "0"}
 
 // scenarios are the fixed scenarios, in the order "all" runs them.
 var scenarios = []scenario{
@@ -88,12 +95,12 @@ var scenarios = []scenario{
 	{Name: "huge", Subs: 10000, Rate: 2, Instances: 1, Desc: "10,000 subscribers × 2 msg/s"},
 	{Name: "idle", Subs: 10000, Rate: 0, Instances: 1, Desc: "10,000 subscribers connected, no messages (memory)"},
 	{Name: "multi", Subs: 1000, Rate: 100, Instances: 3, Desc: "3 instances sharing one Redis, 1,000 subscribers spread over them × 100 msg/s"},
-	{Name: "rooms", Subs: 10000, Rooms: 100, Rate: 200, Instances: 1, MaxP99Ms: 50, CPUAtMostOf: "large",
+	{Name: "rooms", Subs: 10000, Rooms: 100, Rate: 200, Instances: 1, ServerArgs: roomArgs, MaxP99Ms: 50, CPUAtMostOf: "large",
 		Desc: "100 rooms × 100 subscribers (each its own user, streaming only its room) × 200 msg/s spread over\n" +
 			"          the rooms; targets: 0 loss, p99 ≤ 50 ms, server CPU per delivery ≤ large's"},
-	{Name: "spread", Subs: 10000, Rooms: 5000, Rate: 500, Instances: 1, MaxP99Ms: 50,
+	{Name: "spread", Subs: 10000, Rooms: 5000, Rate: 500, Instances: 1, ServerArgs: roomArgs, MaxP99Ms: 50,
 		Desc: "5,000 rooms × 2 subscribers × 500 msg/s spread over the rooms; targets: 0 loss, p99 ≤ 50 ms"},
-	{Name: "storm", Subs: 10000, Rooms: 100, Rate: 100, Instances: 1, Storm: true, MaxP99Ms: 250, OnlineWithin: 5 * time.Second,
+	{Name: "storm", Subs: 10000, Rooms: 100, Rate: 100, Instances: 1, Storm: true, ServerArgs: roomArgs, MaxP99Ms: 250, OnlineWithin: 5 * time.Second,
 		Desc: "10,000 subscribers over 100 rooms (logged in and joined before) open their streams evenly within\n" +
 			"          the sending time (10 s) while 100 msg/s are posted to the rooms; then each room's online list is\n" +
 			"          checked (GET /r/{room}/online, and one observer stream per room); targets: all connected,\n" +
@@ -176,7 +183,7 @@ func parseFlags(args []string, stdout io.Writer) (*config, error) {
 	fs.StringVar(&targets, "target", "", "comma list of running chat servers (loopback http://host:port) to load instead of starting them; subscribers and senders are spread over them")
 	fs.StringVar(&c.serverBin, "server-bin", "", "prebuilt chat server binary (default: go build of the module root into a temp dir)")
 	fs.StringVar(&c.root, "root", "", "module root of the chat server to build (default: found by walking up from the current directory)")
-	fs.StringVar(&serverArgs, "server-args", "", "extra space-separated flags for each started server, after -addr -redis -rate-posts 0 -rate-logins 0 -max-streams 20000 -streams-per-session 0")
+	fs.StringVar(&serverArgs, "server-args", "", "extra space-separated flags for each started server, after -addr -redis -rate-posts 0 -rate-logins 0 -max-streams 20000 -streams-per-session 0 (and for rooms, spread and storm -rate-joins 0)")
 	fs.IntVar(&c.subs, "subs", 0, "override the scenario's subscriber count N")
 	fs.IntVar(&c.stalled, "stalled", -1, "override the stalled subscriber count of scenarios that have some (slow: 50); at most N")
 	fs.IntVar(&c.rooms, "rooms", 0, "override the room count of scenarios with rooms (rooms, spread, storm); at most N")

@@ -310,6 +310,58 @@ func TestBenchRoomsAgainstFake(t *testing.T) {
 	if len(rep.Targets) == 0 || !strings.Contains(out, "Targets (medians):") {
 		t.Errorf("no targets reported")
 	}
+
+	// More rooms than 2 senders may join: the bench takes more senders
+	// (the fake, like the server, wants a room joined to post in it and
+	// caps the joined rooms at 20).
+	out, err = runFake(t, newFakeChat(), "-scenario", "spread", "-subs", "50", "-rooms", "50", "-senders", "2", "-json", jsonPath)
+	if err != nil {
+		t.Fatalf("bench: %v\n%s", err, out)
+	}
+	r := readReport(t, jsonPath).Results[0]
+	if r.Senders != 3 || r.Accepted != r.Msgs || r.Deliveries != int64(r.Msgs) || r.Loss != 0 {
+		t.Errorf("50 rooms: %d senders, %d of %d accepted %v, %d deliveries, %d lost", r.Senders, r.Accepted, r.Msgs, r.PostErrors, r.Deliveries, r.Loss)
+	}
+}
+
+// TestSenders checks that with rooms no sender joins more rooms than a
+// user may, and that every message's sender has joined its room.
+func TestSenders(t *testing.T) {
+	tests := []struct{ rooms, msgs, want, senders int }{
+		{0, 1000, 10, 10}, {0, 3, 10, 3}, {100, 2000, 10, 10}, {5000, 5000, 10, 250},
+		{4, 50, 10, 4}, {50, 100, 2, 3}, {30, 5, 10, 5},
+	}
+	for _, tt := range tests {
+		st := &runState{msgs: tt.msgs}
+		if tt.rooms > 0 {
+			st.rooms = roomNames("t", tt.rooms)
+		}
+		n := st.senders(tt.want)
+		if n != tt.senders {
+			t.Errorf("%d rooms, %d msgs, want %d: %d senders, want %d", tt.rooms, tt.msgs, tt.want, n, tt.senders)
+		}
+		joined := make([]map[int]bool, n) // as prepare joins them: sender s, rooms r ≡ s (mod S)
+		for s := range n {
+			joined[s] = map[int]bool{}
+			for r := s; r < st.nRooms(); r += n {
+				joined[s][r] = true
+			}
+			if tt.rooms > 0 && len(joined[s]) > senderRooms {
+				t.Errorf("%d rooms: sender %d joins %d", tt.rooms, s, len(joined[s]))
+			}
+		}
+		used := map[int]bool{}
+		for i := range tt.msgs {
+			s := st.senderOf(i, n)
+			used[s] = true
+			if tt.rooms > 0 && !joined[s][st.roomOf(i)] {
+				t.Fatalf("%d rooms: message %d (room %d) from sender %d, not in it", tt.rooms, i, st.roomOf(i), s)
+			}
+		}
+		if len(used) != n {
+			t.Errorf("%d rooms, %d msgs: %d of %d senders post", tt.rooms, tt.msgs, len(used), n)
+		}
+	}
 }
 
 func TestBenchRoomsDetectsLeak(t *testing.T) {
