@@ -250,6 +250,7 @@ func mergeStorms(rs []*result) *stormResult {
 		Connected:      -worst(func(s *stormResult) int { return -s.Connected }), // the fewest
 		ConnectSpanSec: med(func(s *stormResult) float64 { return s.ConnectSpanSec }),
 		NoPresence:     worst(func(s *stormResult) int { return s.NoPresence }),
+		PresenceSec:    med(func(s *stormResult) float64 { return s.PresenceSec }),
 		Observers:      ss[0].Observers,
 		PollSec:        med(func(s *stormResult) float64 { return s.PollSec }),
 		PollWrong:      worst(func(s *stormResult) int { return s.PollWrong }),
@@ -338,9 +339,9 @@ func writeStorms(w io.Writer, rs []*result) {
 			if r.Run == 0 {
 				name += " (median)"
 			}
-			fmt.Fprintf(w, "  %s: %d of %d subscribers connected, the last %s s after the first open; %d without presence;\n"+
+			fmt.Fprintf(w, "  %s: %d of %d subscribers connected, the last %s s after the first open; presence events on all %s s later, %d never;\n"+
 				"    online lists correct after the last connect: GET %s s (%d of %d rooms never), observers %s s (%d never)\n",
-				name, sr.Connected, r.Subs, fmtFloat(sr.ConnectSpanSec), sr.NoPresence,
+				name, sr.Connected, r.Subs, fmtFloat(sr.ConnectSpanSec), fmtFloat(sr.PresenceSec), sr.NoPresence,
 				fmtFloat(sr.PollSec), sr.PollWrong, sr.Observers, fmtFloat(sr.EventsSec), sr.EventsWrong)
 			if sr.FirstWrong != "" {
 				fmt.Fprintf(w, "    first wrong list: %s\n", sr.FirstWrong)

@@ -24,9 +24,12 @@ type stormResult struct {
 	// the last subscriber's connect.
 	ConnectSpanSec float64 `json:"connect_span_s"`
 	// NoPresence subscribers connected but never got their room's
-	// presence event (so no message was expected on them).
-	NoPresence int `json:"no_presence"`
-	Observers  int `json:"observers"`
+	// presence event (so no message was expected on them) within
+	// -online-timeout after the last connect; PresenceSec is the time from
+	// the last connect until every other one had.
+	NoPresence  int     `json:"no_presence"`
+	PresenceSec float64 `json:"presence_s"`
+	Observers   int     `json:"observers"`
 	// PollSec is the slowest room's time from the last connect until GET
 	// /r/{room}/online was correct; PollWrong rooms never were within
 	// -online-timeout (they are not in PollSec).
@@ -150,7 +153,38 @@ func (b *bench) storm(ctx context.Context, s scenario, f *fleet, st *runState, s
 	if err := b.checkOnlineLists(ctx, st, observers, last, sr); err != nil {
 		return lag, err
 	}
-	return lag, nil
+	return lag, b.waitPresence(ctx, subs, last, sr)
+}
+
+// waitPresence waits, at most -online-timeout after last, until every
+// connected subscriber has read its room's presence event (the start of
+// its stream is complete), and records how long after last that was.
+func (b *bench) waitPresence(ctx context.Context, subs []*subscriber, last time.Time, sr *stormResult) error {
+	deadline := last.Add(b.cfg.onlineTimeout)
+	for n := 0; n < maxWaitPolls; n++ {
+		missing, latest := 0, int64(0)
+		for _, s := range subs {
+			// conned is its own goroutine's: count on liveAt alone.
+			switch at := s.liveAt.Load(); {
+			case at == 0:
+				missing++
+			default:
+				latest = max(latest, at)
+			}
+		}
+		if latest > 0 {
+			sr.PresenceSec = max(time.Unix(0, latest).Sub(last).Seconds(), 0)
+		}
+		if missing <= len(subs)-sr.Connected || time.Now().After(deadline) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(connPoll):
+		}
+	}
+	return nil
 }
 
 // openOnSchedule starts subscriber j at first + j/len(subs) × span (open
