@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"chatroom/internal/chat"
 )
 
 // maxStreamsLimit is the most -max-streams may be; 0 means this many.
@@ -47,6 +49,12 @@ type config struct {
 	probeTimeout    time.Duration
 	shutdownTimeout time.Duration
 	logLevel        string
+	roomLinger      time.Duration
+	maxRooms        int
+	rateJoins       int
+	rateTyping      int
+	presenceTTL     time.Duration
+	presenceGrace   time.Duration
 
 	// settings is every flag's effective value, secrets masked, for the
 	// one log line at start.
@@ -115,6 +123,12 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	dur(&c.probeTimeout, "probe-timeout", "PROBE_TIMEOUT", 3*time.Second, "a probe not back within this re-establishes the subscription")
 	dur(&c.shutdownTimeout, "shutdown-timeout", "SHUTDOWN_TIMEOUT", 8*time.Second, "longest graceful shutdown")
 	str(&c.logLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
+	dur(&c.roomLinger, "room-linger", "ROOM_LINGER", 30*time.Second, "a room whose last local stream closed stays subscribed this long")
+	num(&c.maxRooms, "max-rooms", "MAX_ROOMS", 20, "rooms one user may have joined at once")
+	num(&c.rateJoins, "rate-joins", "RATE_JOINS", 20, "rooms a user may join (or create) per minute, shared by all instances (0: no limit)")
+	num(&c.rateTyping, "rate-typing", "RATE_TYPING", 30, "typing signals per minute per user and room, burst 2 (0: no limit)")
+	dur(&c.presenceTTL, "presence-ttl", "PRESENCE_TTL", 40*time.Second, "an instance that stops refreshing its users' presence (it crashed) drops them from online lists after this, plus a quarter of it")
+	dur(&c.presenceGrace, "presence-grace", "PRESENCE_GRACE", 5*time.Second, "how long after a person's last stream closed they are shown as gone (a reload or reconnect within it shows nothing)")
 
 	fs.Usage = func() {
 		fmt.Fprintf(out, "Usage: %s [flags]\n\nA real-time chat room: go run . and open the URL it prints.\nEvery flag falls back to the environment variable named with it.\n\n", name)
@@ -172,6 +186,10 @@ func (c config) validate() error {
 	check(c.streamMode == "pooled" || c.streamMode == "goroutine", "-stream-mode must be pooled or goroutine")
 	check(c.heartbeat > 0 && c.writeTimeout > 0 && c.probeInterval > 0 && c.probeTimeout > 0, "durations must be positive")
 	check((c.tlsCert == "") == (c.tlsKey == ""), "-tls-cert and -tls-key go together")
+	check(c.roomLinger >= 0 && c.presenceGrace >= 0, "-room-linger and -presence-grace must not be negative")
+	check(c.presenceTTL >= time.Second && c.presenceTTL <= 45*time.Second, "-presence-ttl must be between 1s and 45s (a crashed instance's users must leave within a minute)")
+	check(c.maxRooms >= 1 && c.maxRooms <= chat.MaxPositionRooms, "-max-rooms must be between 1 and %d", chat.MaxPositionRooms)
+	check(c.rateJoins >= 0 && c.rateTyping >= 0, "rate limits must not be negative")
 	for _, k := range c.secrets() {
 		check(len(k) >= 32, "each session key must be at least 32 characters")
 	}

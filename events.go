@@ -9,15 +9,21 @@ import (
 	"chatroom/internal/sse"
 )
 
-// The events a stream carries, encoded once and shared by every stream:
+// The events a stream carries, encoded once and shared by every stream;
+// every JSON names its room:
 //
-//	message     a chat message: id: is its ID, data its JSON (chat.Message)
+//	message     a chat message: id: is the stream's position, data its JSON (chat.Message)
+//	presence    {"room","users":[{"user","uid"}…],"count"}: who is online in the room (stream start)
+//	join, leave {"room","user","uid"}: someone came online in the room, or went
+//	typing      {"room","user","uid"}: someone is typing (shown a few seconds)
 //	status      {"state":"degraded"|"ok"}: delivery through Redis broke / is back
-//	notice      {"code","text"[,"before"]}: history-trimmed, bad-last-event-id
+//	notice      {"code","text"[,"before","room"]}: history-trimmed, bad-last-event-id
 //	disconnect  {"reason"}: the server ends this stream (slow, shutdown, logged-out)
 //
 // Only message events carry an ID, so the browser's Last-Event-ID stays on
-// the last message it received.
+// the last message it received. The ID is the stream's composite position
+// (one entry per room of the stream, chat.ParsePositions): the hub writes
+// it per stream; the shared encoding holds the one-room form.
 
 // messageEvent is the event of m.
 func messageEvent(m chat.Message) *fanout.Event {
@@ -26,10 +32,19 @@ func messageEvent(m chat.Message) *fanout.Event {
 	if err != nil { // a chat.Message always encodes
 		data = []byte(`{}`)
 	}
-	// The ID comes from chat.ParseID and the JSON is valid UTF-8 without
-	// raw line breaks (encoding/json escapes them), so this cannot fail.
-	wire, _ := sse.AppendEvent(make([]byte, 0, len(data)+len(m.ID)+32), m.ID, "message", data)
-	return &fanout.Event{ID: id, Wire: wire}
+	entry := string(chat.AppendEntry(make([]byte, 0, len(m.Room)+24), m.Room, id))
+	// The entry is a room name and an ID, and the JSON is valid UTF-8
+	// without raw line breaks (encoding/json escapes them), so this cannot
+	// fail.
+	wire, _ := sse.AppendEvent(make([]byte, 0, len(data)+len(entry)+32), entry, "message", data)
+	return &fanout.Event{ID: id, Room: m.Room, IDLen: len("id: ") + len(entry) + 1, Wire: wire}
+}
+
+// roomEvent encodes an event of one room without an ID.
+func roomEvent(room, name string, data any) *fanout.Event {
+	ev := controlEvent(name, data)
+	ev.Room = room
+	return ev
 }
 
 // controlEvent encodes an event without an ID.
@@ -47,6 +62,7 @@ type notice struct {
 	Code   string `json:"code"`
 	Text   string `json:"text"`
 	Before string `json:"before,omitempty"` // history-trimmed: older messages than this ID were not replayed
+	Room   string `json:"room,omitempty"`   // the room it is about, if one
 }
 
 func noticeEvent(n notice) *fanout.Event { return controlEvent("notice", n) }
@@ -82,3 +98,8 @@ type hubSink struct{ hub *fanout.Hub }
 func (s hubSink) Deliver(m chat.Message) { s.hub.Broadcast(m.Room, messageEvent(m)) }
 func (s hubSink) SetDegraded(d bool)     { s.hub.SetDegraded(d) }
 func (s hubSink) EndSession(sid string)  { s.hub.EndSession(sid) }
+func (s hubSink) Signal(sig chat.Signal) {
+	kind := sig.Kind
+	sig.Kind = "" // the event's name says it
+	s.hub.Broadcast(sig.Room, roomEvent(sig.Room, kind, sig))
+}

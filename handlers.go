@@ -15,6 +15,7 @@ import (
 	"mime/multipart"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -26,6 +27,7 @@ import (
 	"chatroom/internal/broker"
 	"chatroom/internal/chat"
 	"chatroom/internal/fanout"
+	"chatroom/internal/presence"
 )
 
 //go:embed templates static
@@ -59,6 +61,22 @@ type deps struct {
 	maxMessage  int   // characters
 	pageHistory int64 // messages rendered into the chat page
 	stream      streamConfig
+	rooms       roomLimits
+	presence    presenceTracker
+}
+
+// roomLimits bound what one user can do with rooms.
+type roomLimits struct {
+	max          int // rooms joined at once
+	joinsPerMin  int // joins (and creations) per user and minute; 0: no limit
+	typingPerMin int // typing signals per user, room and minute; 0: no limit
+}
+
+// presenceTracker is what the routes need of presence (internal/presence).
+type presenceTracker interface {
+	Arrive(room, uid, name string)
+	Depart(room, uid string)
+	Online(ctx context.Context, room string) ([]presence.Member, int, error)
 }
 
 // newServer builds the whole HTTP handler: routes plus the middleware every
@@ -75,12 +93,19 @@ func newServer(d deps) http.Handler {
 
 // addRoutes lists every route of the chat, in one place.
 func addRoutes(mux *http.ServeMux, d deps) {
-	mux.Handle("GET /{$}", handleChat(d))
+	mux.Handle("GET /{$}", handleRoom(d))
+	mux.Handle("GET /r/{room}", handleRoom(d))
 	mux.Handle("GET /login", handleLoginPage(d))
 	mux.Handle("POST /login", handleLogin(d))
 	mux.Handle("POST /logout", handleLogout(d))
 	mux.Handle("POST /post", handlePost(d))
-	mux.Handle("GET /stream", handleStream(d.user, d.broker, d.hub, d.stream, d.log))
+	mux.Handle("POST /r/{room}/post", handlePost(d))
+	mux.Handle("POST /r/{room}/typing", handleTyping(d))
+	mux.Handle("POST /r/{room}/join", handleJoin(d))
+	mux.Handle("POST /r/{room}/leave", handleLeave(d))
+	mux.Handle("GET /r/{room}/online", handleOnline(d))
+	mux.Handle("GET /rooms", handleRooms(d))
+	mux.Handle("GET /stream", handleStream(d))
 	mux.Handle("GET /whoami", handleWhoami(d))
 	mux.Handle("GET /healthz", handleHealthz())
 	mux.Handle("GET /readyz", handleReadyz(d))
@@ -119,56 +144,16 @@ func httpError(w http.ResponseWriter, status int, msg string) {
 	fmt.Fprintln(w, msg)
 }
 
-// handleChat serves GET /: the chat page with the latest messages rendered
-// on the server, or a redirect to /login.
-//
-// The page always carries the position its stream starts from (the body's
-// data-last-id), so nothing posted between rendering and subscribing is
-// missed: the newest stored ID, "0-0" when the history is empty, and when
-// Redis cannot be read, a position taken from the clock a little in the
-// past (the stream then replays what was stored since; maxClockSkew covers
-// the difference between this clock and Redis's).
-func handleChat(d deps) http.Handler {
-	type page struct {
-		User, UID string
-		Messages  []chat.Message
-		LastID    string
-		MaxLen    int
-		Degraded  bool
-	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		who, ok := d.user(r)
-		if !ok {
-			http.Redirect(w, r, "/login", http.StatusSeeOther)
-			return
-		}
-		p := page{User: who.Name, UID: who.UID, MaxLen: d.maxMessage}
-		msgs, pos, err := d.broker.Recent(r.Context(), chat.DefaultRoom, d.pageHistory)
-		if err != nil {
-			// The page still works: its stream catches up once Redis is
-			// back, and says the chat is degraded meanwhile.
-			d.log.Warn("chat page without history", "err", err)
-			p.Degraded = true
-			pos = chat.ID{Ms: uint64(time.Now().Add(-maxClockSkew).UnixMilli())}
-		}
-		p.Messages = msgs
-		p.LastID = pos.String()
-		if pos.IsZero() {
-			p.LastID = "0-0" // before the first message
-		}
-		render(w, d, http.StatusOK, "chat.html", p)
-	})
-}
-
 type loginPage struct {
 	Error string
 	User  string
+	Next  string // where a successful login goes (a same-site room page)
 }
 
-// handleLoginPage serves GET /login.
+// handleLoginPage serves GET /login[?next=/r/room].
 func handleLoginPage(d deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		render(w, d, http.StatusOK, "login.html", loginPage{})
+		render(w, d, http.StatusOK, "login.html", loginPage{Next: safeNext(r.URL.Query().Get("next"))})
 	})
 }
 
@@ -176,14 +161,18 @@ func handleLoginPage(d deps) http.Handler {
 // which reserves the name, or proves it is yours).
 func handleLogin(d deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		next := "/"
 		fail := func(status int, msg, user string) {
-			render(w, d, status, "login.html", loginPage{Error: msg, User: user})
+			render(w, d, status, "login.html", loginPage{Error: msg, User: user, Next: next})
 		}
 		form, err := readForm(w, r)
 		if err != nil {
 			status, msg := errorStatus(err)
 			fail(status, msg, "")
 			return
+		}
+		if n, err := field(form, "next", false); err == nil && n != "" {
+			next = safeNext(n)
 		}
 		raw, err := field(form, "user", true)
 		if err != nil {
@@ -229,7 +218,11 @@ func handleLogin(d deps) http.Handler {
 			fail(http.StatusInternalServerError, "Could not start your session.", name)
 			return
 		}
-		http.Redirect(w, r, "/", http.StatusSeeOther)
+		// Everyone starts in the default room (and may leave it later).
+		if _, err := d.broker.Join(r.Context(), key, chat.DefaultRoom, d.rooms.max); err != nil && !errors.Is(err, broker.ErrTooManyRooms) {
+			d.log.Warn("login: default room not joined", "err", err)
+		}
+		http.Redirect(w, r, next, http.StatusSeeOther)
 	})
 }
 
@@ -321,14 +314,32 @@ func handleLogout(d deps) http.Handler {
 	})
 }
 
-// handlePost serves POST /post: form field message, answered 204 once Redis
-// has stored and published it.
+// handlePost serves POST /post (the default room) and POST /r/{room}/post:
+// form field message, answered 204 once Redis has stored and published it.
+// Posting in a room other than the default one needs the user to have
+// joined it, so a post cannot create rooms past the join limits.
 func handlePost(d deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		room, ok := roomOf(w, r)
+		if !ok {
+			return
+		}
 		who, ok := d.user(r)
 		if !ok {
 			httpError(w, http.StatusUnauthorized, "you are not logged in: open / to log in")
 			return
+		}
+		if room != chat.DefaultRoom {
+			joined, err := d.broker.Joined(r.Context(), who.UID, d.rooms.max)
+			if err != nil {
+				w.Header().Set("Retry-After", "2")
+				httpError(w, http.StatusServiceUnavailable, "message not sent: the chat store is unavailable, try again in a moment")
+				return
+			}
+			if !slices.Contains(joined, room) {
+				httpError(w, http.StatusForbidden, fmt.Sprintf("message not sent: join the room first (open %s)", roomPath(room)))
+				return
+			}
 		}
 		form, err := readForm(w, r)
 		if err != nil {
@@ -376,7 +387,7 @@ func handlePost(d deps) http.Handler {
 		if clientID != "" {
 			token = who.UID + ":" + clientID
 		}
-		if _, err := d.broker.Publish(r.Context(), chat.DefaultRoom, token, msg); err != nil {
+		if _, err := d.broker.Publish(r.Context(), room, token, msg); err != nil {
 			d.log.Warn("post failed", "err", err)
 			if errors.Is(err, broker.ErrNotReplicated) {
 				httpError(w, http.StatusServiceUnavailable, "message not confirmed: it may appear in the chat, but the store could not guarantee it is safe; check before sending it again")
@@ -385,6 +396,9 @@ func handlePost(d deps) http.Handler {
 			w.Header().Set("Retry-After", "2")
 			httpError(w, http.StatusServiceUnavailable, "message not sent: the chat store is unavailable, try again in a moment")
 			return
+		}
+		if err := d.broker.Touch(r.Context(), room); err != nil {
+			d.log.Debug("active rooms not updated", "err", err)
 		}
 		w.WriteHeader(http.StatusNoContent)
 	})

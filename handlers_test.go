@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -462,18 +463,24 @@ func TestHandlerStreamOpensAtOnce(t *testing.T) {
 
 			alice.post("over the wire")
 			var lines []string
-			for {
-				line, err := br.ReadString('\n')
-				if err != nil {
-					t.Fatalf("reading event: %v (so far %q)", err, lines)
+			for len(lines) == 0 || slices.ContainsFunc(lines, func(l string) bool {
+				e, ok := strings.CutPrefix(l, "event: ")
+				return ok && roomSignal(e)
+			}) {
+				lines = nil // the online list and joins come first; the message follows
+				for {
+					line, err := br.ReadString('\n')
+					if err != nil {
+						t.Fatalf("reading event: %v (so far %q)", err, lines)
+					}
+					if strings.HasPrefix(line, ":") { // heartbeat
+						continue
+					}
+					if line == "\n" {
+						break
+					}
+					lines = append(lines, strings.TrimSuffix(line, "\n"))
 				}
-				if strings.HasPrefix(line, ":") { // heartbeat
-					continue
-				}
-				if line == "\n" {
-					break
-				}
-				lines = append(lines, strings.TrimSuffix(line, "\n"))
 			}
 			if len(lines) != 3 || !strings.HasPrefix(lines[0], "id: ") || lines[1] != "event: message" || !strings.HasPrefix(lines[2], "data: ") {
 				t.Fatalf("event lines %q, want id/event/data", lines)

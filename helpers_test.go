@@ -318,6 +318,16 @@ func (s *sseStream) Close() {
 	<-s.done
 }
 
+// roomSignal reports whether an event is presence or typing, which tests
+// of message delivery skip.
+func roomSignal(event string) bool {
+	switch event {
+	case "presence", "join", "leave", "typing":
+		return true
+	}
+	return false
+}
+
 // next returns the next event of the given type (others are skipped), or
 // fails the test after timeout.
 func (s *sseStream) next(t testing.TB, eventType string, timeout time.Duration) sseEvent {

@@ -22,8 +22,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"chatroom/internal/broker"
-	"chatroom/internal/chat"
 	"chatroom/internal/fanout"
+	"chatroom/internal/presence"
 )
 
 func main() {
@@ -101,7 +101,12 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 		ProbeInterval: cfg.probeInterval,
 		ProbeTimeout:  cfg.probeTimeout,
 		OpTimeout:     3 * time.Second,
-		Rooms:         []string{chat.DefaultRoom},
+		Linger:        cfg.roomLinger,
+	}, log)
+	pres := presence.New(rc.client, presence.Config{
+		TTL:     cfg.presenceTTL,
+		Grace:   cfg.presenceGrace,
+		Sharded: rc.sharded,
 	}, log)
 	handler := newServer(deps{
 		log:         log,
@@ -114,6 +119,8 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 		limits:      limits{postsPerSec: cfg.ratePosts, postBurst: cfg.rateBurst, loginsPerMin: cfg.rateLogins, passwordPerMin: cfg.ratePasswords},
 		maxMessage:  cfg.maxMessage,
 		pageHistory: cfg.pageHistory,
+		rooms:       roomLimits{max: cfg.maxRooms, joinsPerMin: cfg.rateJoins, typingPerMin: cfg.rateTyping},
+		presence:    pres,
 		stream: streamConfig{
 			retry:        2 * time.Second,
 			pooled:       cfg.streamMode == "pooled",
@@ -146,6 +153,8 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 	publisherDone := make(chan struct{})
 	go func() { defer close(brokerDone); b.Run(brokerCtx, hubSink{h}) }()
 	go func() { defer close(publisherDone); b.RunPublisher(brokerCtx) }()
+	presenceDone := make(chan struct{})
+	go func() { defer close(presenceDone); pres.Run(brokerCtx) }()
 
 	scheme := "http"
 	if cfg.tlsCert != "" {
@@ -169,6 +178,7 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 		stopBroker()
 		<-brokerDone
 		<-publisherDone
+		<-presenceDone
 		h.Shutdown(context.Background())
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
@@ -187,6 +197,7 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 	stopBroker()
 	<-brokerDone
 	<-publisherDone
+	<-presenceDone
 	if err := <-serveErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serve: %w", err)
 	}

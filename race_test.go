@@ -27,6 +27,7 @@ type gate struct {
 	match   func(redis.Cmder) bool
 	after   bool  // hold after the command ran (its answer is known), not before
 	fail    error // instead of holding, fail the command with this error
+	inPipes bool  // match pipelines only (see isNewest)
 	armed   atomic.Bool
 	held    chan struct{} // receives when a command is being held
 	release chan struct{} // closed to let it go
@@ -36,20 +37,52 @@ func newGate(after bool, match func(redis.Cmder) bool) *gate {
 	return &gate{match: match, after: after, held: make(chan struct{}, 1), release: make(chan struct{})}
 }
 
-// isNewest matches the stream's read of the newest stored ID (XREVRANGE
-// … COUNT 1), which it does right after subscribing.
+// newNewestGate holds the stream's read of its rooms' newest IDs.
+func newNewestGate(after bool) *gate {
+	g := newGate(after, isNewest)
+	g.inPipes = true
+	return g
+}
+
+// isNewest matches the stream's read of the newest stored ID of its rooms
+// (a pipeline of XREVRANGE … COUNT 1), which it does right after
+// subscribing. A single XREVRANGE (the broker's own read of a room new to
+// the process) is not it: isNewest is only used as a pipeline match.
 func isNewest(cmd redis.Cmder) bool {
 	a := cmd.Args()
 	return cmd.Name() == "xrevrange" && len(a) == 6 && fmt.Sprint(a[5]) == "1"
 }
 
 func (g *gate) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+// ProcessPipelineHook holds a pipeline whose first command matches (the
+// stream reads the newest ID of all its rooms in one pipeline).
 func (g *gate) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return next
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		if len(cmds) == 0 || !g.match(cmds[0]) || !g.armed.CompareAndSwap(true, false) {
+			return next(ctx, cmds)
+		}
+		if g.fail != nil {
+			for _, c := range cmds {
+				c.SetErr(g.fail)
+			}
+			return g.fail
+		}
+		if !g.after {
+			g.held <- struct{}{}
+			<-g.release
+		}
+		err := next(ctx, cmds)
+		if g.after {
+			g.held <- struct{}{}
+			<-g.release
+		}
+		return err
+	}
 }
 func (g *gate) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		if !g.match(cmd) || !g.armed.CompareAndSwap(true, false) {
+		if g.inPipes || !g.match(cmd) || !g.armed.CompareAndSwap(true, false) {
 			return next(ctx, cmd)
 		}
 		if g.fail != nil {
@@ -94,7 +127,7 @@ func TestSubscribeBeforeHistory(t *testing.T) {
 	rs := redistest.Start(t)
 	for _, mode := range streamModes {
 		t.Run(mode, func(t *testing.T) {
-			g := newGate(true, isNewest)
+			g := newNewestGate(true)
 			srv := startServerWith(t, rs.URL(), options{redisHooks: []redis.Hook{g}}, "-rate-posts", "0", "-stream-mode", mode)
 			bob := login(t, srv.URL, "bob")
 			alice := login(t, srv.URL, "alice")
@@ -124,7 +157,7 @@ func TestReplaySkipsQueuedLive(t *testing.T) {
 	rs := redistest.Start(t)
 	for _, mode := range streamModes {
 		t.Run(mode, func(t *testing.T) {
-			beforeNewest := newGate(false, isNewest)
+			beforeNewest := newNewestGate(false)
 			duringReplay := newGate(false, func(cmd redis.Cmder) bool {
 				a := cmd.Args() // the replay's page reads: XRANGE … COUNT 100
 				return cmd.Name() == "xrange" && len(a) == 6 && fmt.Sprint(a[5]) == "100"

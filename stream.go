@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"time"
@@ -28,19 +28,23 @@ type streamConfig struct {
 // unknown.
 const maxClockSkew = time.Minute
 
-// handleStream serves GET /stream: the live event stream of the default room.
+// handleStream serves GET /stream: one live event stream of every room the
+// user has joined (each event names its room), so a browser holds one
+// connection however many rooms it is in.
 //
-// The order of a (re)connection is what makes it lossless: subscribe to the
-// hub first (live messages start queueing), then read the newest stored ID,
-// replay history up to it, and let the hub drop queued messages the replay
-// covered. The client's position comes from the Last-Event-ID header (a
-// reconnecting EventSource) or, for a page's first connection, the
-// last_event_id query parameter; the header wins. Without either, the
-// stream starts with live messages (the tutorial's behaviour).
-func handleStream(user func(*http.Request) (identity, bool), b *broker.Broker, h *fanout.Hub, cfg streamConfig, log *slog.Logger) http.Handler {
+// The order of a (re)connection is what makes it lossless, per room: the
+// broker listens to the rooms first (Acquire), the hub subscription comes
+// next (live messages start queueing), then the newest stored IDs are read,
+// history is replayed up to them, and the hub drops queued messages the
+// replay covered. The client's position comes from the Last-Event-ID
+// header (a reconnecting EventSource) or, for a page's first connection,
+// the last_event_id query parameter; the header wins. A room without a
+// position starts with live messages (the tutorial's behaviour).
+func handleStream(d deps) http.Handler {
+	cfg := d.stream
 	prelude := streamPrelude(cfg.retry)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		who, ok := user(r)
+		who, ok := d.user(r)
 		if !ok {
 			httpError(w, http.StatusUnauthorized, "you are not logged in: open / to log in")
 			return
@@ -50,10 +54,19 @@ func handleStream(user func(*http.Request) (identity, bool), b *broker.Broker, h
 			w.WriteHeader(http.StatusOK)
 			return
 		}
-		room := chat.DefaultRoom
+		unavailable := func(err error) {
+			d.log.Warn("stream not opened", "err", err)
+			w.Header().Set("Retry-After", "2")
+			httpError(w, http.StatusServiceUnavailable, "the chat store is unavailable; retrying shortly")
+		}
+		rooms, err := d.broker.Joined(r.Context(), who.UID, d.rooms.max)
+		if err != nil {
+			unavailable(err)
+			return
+		}
 		var first bytes.Buffer // prelude and notices, written with the headers
 		first.Write(prelude)
-		from, resume, err := startPosition(r)
+		from, err := startPositions(r)
 		if err != nil {
 			first.Write(noticeEvent(notice{Code: "bad-last-event-id",
 				Text: "Ignoring a malformed last event ID; showing new messages from now on."}).Wire)
@@ -66,30 +79,48 @@ func handleStream(user func(*http.Request) (identity, bool), b *broker.Broker, h
 		if cfg.pooled && r.ProtoMajor == 1 && r.TLS == nil {
 			mode = fanout.Pooled
 		}
-		s, err := h.Subscribe(room, who.SID, mode)
+		release, err := d.broker.Acquire(r.Context(), rooms...)
+		if err != nil {
+			unavailable(err)
+			return
+		}
+		for _, room := range rooms {
+			d.presence.Arrive(room, who.UID, who.Name)
+		}
+		done := func() {
+			release()
+			for _, room := range rooms {
+				d.presence.Depart(room, who.UID)
+			}
+		}
+		s, err := d.hub.Subscribe(rooms, who.SID, mode, done)
 		switch {
 		case errors.Is(err, fanout.ErrSessionStreams):
+			done()
 			httpError(w, http.StatusTooManyRequests, err.Error())
 			return
 		case err != nil:
+			done()
 			w.Header().Set("Retry-After", "2")
 			httpError(w, http.StatusServiceUnavailable, err.Error())
 			return
 		}
 
-		var plan *broker.ReplayPlan
-		if resume {
-			plan, err = planReplay(r, b, room, from, cfg.replay, &first)
-			if err != nil {
-				// Without the replay, live messages would leave a gap.
-				log.Warn("stream replay failed", "err", err)
-				s.Cancel()
-				w.Header().Set("Retry-After", "2")
-				httpError(w, http.StatusServiceUnavailable, "the chat store is unavailable; retrying shortly")
-				return
-			}
-			s.SkipUpTo(plan.Upto())
+		pos, plans, err := planReplays(r, d.broker, rooms, from, cfg.replay, &first)
+		if err != nil {
+			// Without the replay, live messages would leave a gap.
+			s.Cancel()
+			unavailable(err)
+			return
 		}
+		// During the replays, a room not replayed is already at its newest
+		// (its client starts there); afterwards every room is.
+		start := maps.Clone(pos)
+		maps.Copy(start, from)
+		for room, upto := range pos {
+			s.SkipUpTo(room, upto)
+		}
+		position := fanout.NewPosition(rooms, start)
 
 		out, err := openStream(w, mode, cfg.writeTimeout)
 		if errors.Is(err, errGoneAtStart) {
@@ -97,14 +128,20 @@ func handleStream(user func(*http.Request) (identity, bool), b *broker.Broker, h
 			return
 		}
 		if err != nil {
-			log.Error("opening stream", "err", err)
+			d.log.Error("opening stream", "err", err)
 			s.Cancel()
 			httpError(w, http.StatusInternalServerError, "could not open the stream")
 			return
 		}
 		err = out.write(first.Bytes())
-		if err == nil && plan != nil {
-			err = replay(r, plan, out)
+		for _, plan := range plans {
+			if err == nil {
+				err = replay(r, plan, position, out)
+			}
+		}
+		if err == nil {
+			position = fanout.NewPosition(rooms, pos)
+			err = out.write(presenceEvents(r, d, rooms))
 		}
 		if err != nil {
 			// The client went away or stopped reading during the replay,
@@ -114,9 +151,10 @@ func handleStream(user func(*http.Request) (identity, bool), b *broker.Broker, h
 			out.close()
 			return
 		}
+		s.SetPosition(position)
 		if mode == fanout.Pooled {
 			if err := s.Attach(out.conn); err != nil {
-				log.Error("handing the stream to the writers", "err", err)
+				d.log.Error("handing the stream to the writers", "err", err)
 				s.Cancel()
 				out.close()
 			}
@@ -126,60 +164,106 @@ func handleStream(user func(*http.Request) (identity, bool), b *broker.Broker, h
 	})
 }
 
-// startPosition returns the position the client resumes from: the
-// Last-Event-ID header (an ID this server sent), else the last_event_id
-// query parameter (a page's position, which may also be "0-0": the history
-// was empty). resume is false when there is none, or it is malformed (err).
-func startPosition(r *http.Request) (from chat.ID, resume bool, err error) {
-	if raw := r.Header.Get("Last-Event-ID"); raw != "" {
-		from, err = chat.ParseID(raw)
-		return from, err == nil, err
+// startPositions returns the positions the client resumes from, per room:
+// the Last-Event-ID header (a composite position this server sent), else
+// the last_event_id query parameter (a page's position; "0-0" entries are
+// "before the first message"). It is empty when there is none, or it is
+// malformed (err).
+func startPositions(r *http.Request) (map[string]chat.ID, error) {
+	raw := r.Header.Get("Last-Event-ID")
+	if raw == "" {
+		raw = r.URL.Query().Get("last_event_id")
 	}
-	if raw := r.URL.Query().Get("last_event_id"); raw != "" {
-		from, err = chat.ParsePosition(raw)
-		return from, err == nil, err
+	if raw == "" {
+		return map[string]chat.ID{}, nil
 	}
-	return chat.ID{}, false, nil
+	from, err := chat.ParsePositions(raw)
+	if err != nil {
+		return map[string]chat.ID{}, err
+	}
+	// A message ID of the old one-room form cannot be 0-0.
+	if id, ok := from[chat.DefaultRoom]; ok && len(from) == 1 && id.IsZero() && r.Header.Get("Last-Event-ID") != "" {
+		return map[string]chat.ID{}, fmt.Errorf("%w: 0-0 is not a message ID", chat.ErrPosition)
+	}
+	return from, nil
 }
 
-// planReplay reads the newest stored ID (after subscribing: everything
-// newer arrives live) and plans the replay from from up to it, adding the
-// notices the client should see to first.
-func planReplay(r *http.Request, b *broker.Broker, room string, from chat.ID, lim broker.ReplayLimits, first *bytes.Buffer) (*broker.ReplayPlan, error) {
-	upto, err := b.Newest(r.Context(), room)
+// planReplays reads the newest stored ID of every room (after subscribing:
+// everything newer arrives live) and plans the replay of each room the
+// client has a position in, adding the notices the client should see to
+// first. upto holds each room's newest ID: where the client will be once
+// the replays are written.
+func planReplays(r *http.Request, b *broker.Broker, rooms []string, from map[string]chat.ID, lim broker.ReplayLimits, first *bytes.Buffer) (upto map[string]chat.ID, plans []*broker.ReplayPlan, err error) {
+	upto, err = b.NewestMany(r.Context(), rooms)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	if from.After(upto) {
-		// A position newer than every stored message: a page rendered
-		// from the clock while Redis was away, or an ID this history never
-		// issued (forged, or from a Redis that lost data). Everything after
-		// upto arrives live, so start there; trusting the ID would hold
-		// back live messages until Redis reaches it.
-		if from.Ms > uint64(time.Now().Add(maxClockSkew).UnixMilli()) {
-			first.Write(noticeEvent(notice{Code: "bad-last-event-id",
-				Text: "Ignoring an unknown last event ID; showing new messages from now on."}).Wire)
+	resumed := 0
+	for _, room := range rooms {
+		if _, ok := from[room]; ok {
+			resumed++
 		}
-		from = upto
 	}
-	plan, err := b.PlanReplay(r.Context(), room, from, upto, lim)
-	if err != nil {
-		return nil, err
+	if resumed > 1 { // one budget of bytes for the whole reconnection
+		lim.Bytes = max(64<<10, lim.Bytes/resumed)
 	}
-	if plan.Trimmed || plan.Capped {
-		first.Write(noticeEvent(notice{Code: "history-trimmed", Before: plan.Start().String(),
-			Text: "Older messages you have not seen are not shown here."}).Wire)
+	for _, room := range rooms {
+		start, ok := from[room]
+		if !ok {
+			continue
+		}
+		newest := upto[room]
+		if start.After(newest) {
+			// A position newer than every stored message: a page rendered
+			// from the clock while Redis was away, or an ID this history
+			// never issued (forged, or from a Redis that lost data).
+			// Everything after newest arrives live, so start there;
+			// trusting the ID would hold back live messages until Redis
+			// reaches it.
+			if start.Ms > uint64(time.Now().Add(maxClockSkew).UnixMilli()) {
+				first.Write(noticeEvent(notice{Code: "bad-last-event-id", Room: room,
+					Text: "Ignoring an unknown last event ID; showing new messages from now on."}).Wire)
+			}
+			start = newest
+			from[room] = newest
+		}
+		plan, err := b.PlanReplay(r.Context(), room, start, newest, lim)
+		if err != nil {
+			return nil, nil, err
+		}
+		if plan.Trimmed || plan.Capped {
+			first.Write(noticeEvent(notice{Code: "history-trimmed", Before: plan.Start().String(), Room: room,
+				Text: "Older messages you have not seen are not shown here."}).Wire)
+		}
+		plans = append(plans, plan)
 	}
-	return plan, nil
+	return upto, plans, nil
 }
 
-// replay writes the plan's messages page by page.
-func replay(r *http.Request, plan *broker.ReplayPlan, out *streamOut) error {
+// presenceEvents is the online list of every room, as a stream sends it
+// when it starts. A room whose list cannot be read is left out: its join
+// and leave events still come.
+func presenceEvents(r *http.Request, d deps, rooms []string) []byte {
+	var b []byte
+	for _, room := range rooms {
+		users, n, err := d.presence.Online(r.Context(), room)
+		if err != nil {
+			d.log.Debug("online list not sent", "room", room, "err", err)
+			continue
+		}
+		b = append(b, roomEvent(room, "presence", onlineList{Room: room, Users: nonNil(users), Count: n}).Wire...)
+	}
+	return b
+}
+
+// replay writes the plan's messages page by page, under the stream's
+// position.
+func replay(r *http.Request, plan *broker.ReplayPlan, pos *fanout.Position, out *streamOut) error {
 	var buf []byte
 	_, err := plan.Run(r.Context(), func(ms []chat.Message) error {
 		buf = buf[:0]
 		for _, m := range ms {
-			buf = append(buf, messageEvent(m).Wire...)
+			buf = pos.AppendWire(buf, messageEvent(m))
 		}
 		return out.write(buf)
 	})

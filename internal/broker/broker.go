@@ -16,6 +16,8 @@ import (
 	"crypto/rand"
 	"errors"
 	"log/slog"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -41,7 +43,7 @@ type Config struct {
 	ProbeInterval time.Duration // how often the subscription is probed end to end
 	ProbeTimeout  time.Duration // a probe not back by then re-establishes the subscription
 	OpTimeout     time.Duration // one Redis command
-	Rooms         []string      // rooms whose channels the subscription listens to
+	Linger        time.Duration // a room no local stream wants stays subscribed this long
 }
 
 // Broker is the process's link to Redis. The zero value is not valid: use New.
@@ -55,10 +57,17 @@ type Broker struct {
 	ready atomic.Bool // the subscription is live and its last probe came back
 	stats counters
 
-	// pos is each room's position: the newest history entry delivered to
-	// the sink. Owned by the Run goroutine (and the subscription it runs);
-	// it survives re-subscriptions and recovered panics.
+	// pos is each subscribed room's position: the newest history entry
+	// delivered to the sink. Owned by the Run goroutine (and the
+	// subscription it runs); it survives re-subscriptions and recovered
+	// panics.
 	pos map[string]position
+
+	mu      sync.Mutex           // guards table and pending
+	table   map[string]*interest // rooms local streams want, or lingering
+	pending []pendingRoom        // rooms new to table, not yet seen by Run
+	wake    chan struct{}        // tells Run about pending (buffered 1)
+	touched map[string]time.Time // rooms this process put in the active list lately
 }
 
 // position is where delivery of a room stands: the newest history entry
@@ -71,16 +80,16 @@ type position struct {
 
 // New returns a broker for rdb. Run and RunPublisher make it work.
 func New(rdb redis.UniversalClient, cfg Config, log *slog.Logger) *Broker {
-	if len(cfg.Rooms) == 0 {
-		cfg.Rooms = []string{chat.DefaultRoom}
-	}
 	return &Broker{
 		rdb:      rdb,
 		pub:      newPublisher(rdb, cfg.OpTimeout),
 		cfg:      cfg,
 		log:      log,
 		instance: rand.Text()[:12],
-		pos:      make(map[string]position, len(cfg.Rooms)),
+		pos:      make(map[string]position),
+		table:    make(map[string]*interest),
+		wake:     make(chan struct{}, 1),
+		touched:  make(map[string]time.Time),
 	}
 }
 
@@ -90,18 +99,46 @@ func New(rdb redis.UniversalClient, cfg Config, log *slog.Logger) *Broker {
 func historyKey(room string) string              { return "chat:{" + room + "}:history" }
 func seqKey(room string) string                  { return "chat:{" + room + "}:seq" }
 func sentKey(room, token string) string          { return "chat:{" + room + "}:sent:" + token }
-func channel(room string) string                 { return room }
-func roomOfChannel(ch string) string             { return ch }
 func loggedOutKey(sid string) string             { return "chat:logged-out:" + sid }
 func probePayload(instance, nonce string) string { return probePrefix + instance + ":" + nonce }
 
-// Control payloads share the room channel with messages: the broker's own
-// health probes, and logout announcements so every instance closes the
-// session's streams. Neither can be mistaken for a message payload, which
-// starts with a digit.
+// Channels. The default room's is literally "chat" (the tutorial's); any
+// other room's is "chat:{room}", in its keys' slot. The control channel,
+// always subscribed, carries logouts and probes.
+const controlChannel = "chat:control"
+
+func channel(room string) string {
+	if room == chat.DefaultRoom {
+		return chat.DefaultRoom
+	}
+	return "chat:{" + room + "}"
+}
+
+// roomOfChannel is channel's inverse.
+func roomOfChannel(ch string) (string, bool) {
+	if ch == chat.DefaultRoom {
+		return ch, true
+	}
+	if r, ok := strings.CutPrefix(ch, "chat:{"); ok {
+		if r, ok = strings.CutSuffix(r, "}"); ok && chat.ValidRoom(r) {
+			return r, true
+		}
+	}
+	return "", false
+}
+
+// Channel returns room's pub/sub channel (for tests and tools).
+func Channel(room string) string { return channel(room) }
+
+// Control payloads never start with a digit, so none can be mistaken for a
+// message payload: the broker's own health probes and logout announcements
+// (so every instance closes the session's streams) on the control channel,
+// probes and signals ("presence:<json>", "typing:<json>") on room channels.
 const (
-	probePrefix  = "probe:"
-	logoutPrefix = "logout:"
+	probePrefix    = "probe:"
+	logoutPrefix   = "logout:"
+	presencePrefix = "presence"
+	typingPrefix   = "typing"
 )
 
 // Ready reports whether delivery through Redis works right now: the

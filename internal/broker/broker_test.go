@@ -28,6 +28,7 @@ const room = chat.DefaultRoom
 type recorder struct {
 	mu       sync.Mutex
 	msgs     []chat.Message
+	signals  []chat.Signal
 	degraded bool
 	changed  chan struct{} // signalled after every call
 	panicOn  string        // Deliver panics (once) on a message with this text
@@ -62,6 +63,13 @@ func (r *recorder) SetDegraded(d bool) {
 }
 
 func (r *recorder) EndSession(string) {}
+
+func (r *recorder) Signal(s chat.Signal) {
+	r.mu.Lock()
+	r.signals = append(r.signals, s)
+	r.mu.Unlock()
+	r.signal()
+}
 
 func (r *recorder) texts() []string {
 	r.mu.Lock()
@@ -150,6 +158,11 @@ func start(t testing.TB, cfg Config) *fixture {
 	go func() { defer wg.Done(); fx.b.Run(ctx, fx.sink) }()
 	go func() { defer wg.Done(); fx.b.RunPublisher(ctx) }()
 	t.Cleanup(func() { cancel(); wg.Wait() })
+	release, err := fx.b.Acquire(ctx, room)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(release)
 	waitFor(t, 10*time.Second, "the broker to be ready", fx.b.Ready)
 	return fx
 }

@@ -140,3 +140,29 @@ func exclusive(id chat.ID) string {
 	}
 	return "(" + id.String()
 }
+
+// NewestMany is Newest for several rooms in one round trip (per node).
+func (b *Broker) NewestMany(ctx context.Context, rooms []string) (map[string]chat.ID, error) {
+	ctx, cancel := context.WithTimeout(ctx, b.cfg.OpTimeout)
+	defer cancel()
+	cmds := make([]*redis.XMessageSliceCmd, len(rooms))
+	_, err := b.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, r := range rooms {
+			cmds[i] = p.XRevRangeN(ctx, historyKey(r), "+", "-", 1)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read history positions: %w: %w", ErrUnavailable, err)
+	}
+	out := make(map[string]chat.ID, len(rooms))
+	for i, r := range rooms {
+		out[r] = chat.ID{}
+		if xs := cmds[i].Val(); len(xs) > 0 {
+			if e, ok := readEntry(xs[0]); ok {
+				out[r] = e.id
+			}
+		}
+	}
+	return out, nil
+}

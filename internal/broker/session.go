@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -16,7 +17,7 @@ func (b *Broker) EndSession(ctx context.Context, sid string, ttl time.Duration) 
 	if err := b.rdb.Set(ctx, loggedOutKey(sid), 1, ttl).Err(); err != nil {
 		return fmt.Errorf("record logout: %w", err)
 	}
-	if err := b.publishRaw(ctx, channel(chat.DefaultRoom), logoutPrefix+sid); err != nil {
+	if err := b.publishRaw(ctx, controlChannel, logoutPrefix+sid); err != nil {
 		return fmt.Errorf("announce logout: %w", err)
 	}
 	return nil
@@ -31,4 +32,26 @@ func (b *Broker) LoggedOut(ctx context.Context, sid string) (bool, error) {
 		return false, fmt.Errorf("check logout: %w", err)
 	}
 	return n > 0, nil
+}
+
+// PublishSignal sends an ephemeral signal (typing) on its room's channel:
+// every instance with a stream in the room passes it on; nothing is stored.
+func (b *Broker) PublishSignal(ctx context.Context, s chat.Signal) error {
+	if !chat.ValidRoom(s.Room) {
+		return chat.RoomError(s.Room)
+	}
+	prefix := typingPrefix
+	if s.Kind != chat.SignalTyping {
+		prefix = presencePrefix
+	}
+	data, err := json.Marshal(s)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, b.cfg.OpTimeout)
+	defer cancel()
+	if err := b.publishRaw(ctx, channel(s.Room), prefix+":"+string(data)); err != nil {
+		return fmt.Errorf("%w: publish signal: %w", ErrUnavailable, err)
+	}
+	return nil
 }

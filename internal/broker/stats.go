@@ -13,11 +13,12 @@ type Stats struct {
 	Filled       int64 `json:"filled"`        // messages delivered by gap fills
 	Resubscribes int64 `json:"resubscribes"`  // subscriptions ended and re-established
 	Panics       int64 `json:"panics"`        // recovered panics in the subscription loop
+	Signals      int64 `json:"signals"`       // presence and typing signals handed to the sink
 }
 
 // counters are the live Stats.
 type counters struct {
-	delivered, malformed, duplicates, gaps, fills, fillFailures, filled, resubscribes, panics atomic.Int64
+	delivered, malformed, duplicates, gaps, fills, fillFailures, filled, resubscribes, panics, signals atomic.Int64
 }
 
 // Stats returns the broker's counters.
@@ -26,6 +27,6 @@ func (b *Broker) Stats() Stats {
 	return Stats{
 		Delivered: c.delivered.Load(), Malformed: c.malformed.Load(), Duplicates: c.duplicates.Load(),
 		Gaps: c.gaps.Load(), Fills: c.fills.Load(), FillFailures: c.fillFailures.Load(), Filled: c.filled.Load(),
-		Resubscribes: c.resubscribes.Load(), Panics: c.panics.Load(),
+		Resubscribes: c.resubscribes.Load(), Panics: c.panics.Load(), Signals: c.signals.Load(),
 	}
 }

@@ -128,3 +128,30 @@ func FuzzParseID(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParsePositions: any input parses or fails cleanly, and what parses
+// formats back to a position that parses to the same thing.
+func FuzzParsePositions(f *testing.F) {
+	for _, s := range []string{"1-0", "1733050000000-0,dev=1733050001234-1,ops=0-0", "dev=0-0", "a=1-1,a=1-1", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		pos, err := ParsePositions(s)
+		if err != nil {
+			return
+		}
+		rooms := make([]string, 0, len(pos))
+		for r := range pos {
+			rooms = append(rooms, r)
+		}
+		again, err := ParsePositions(FormatPositions(SortRooms(rooms), pos))
+		if err != nil || len(again) != len(pos) {
+			t.Fatalf("%q: round trip failed: %v %v", s, again, err)
+		}
+		for r, id := range pos {
+			if again[r] != id {
+				t.Fatalf("%q: room %s: %v != %v", s, r, again[r], id)
+			}
+		}
+	})
+}

@@ -14,7 +14,7 @@ import (
 
 // benchEvent is a typical chat message event.
 func benchEvent() *Event {
-	return &Event{ID: chat.ID{Ms: 1}, Wire: []byte("id: 1-0\nevent: message\ndata: " +
+	return &Event{ID: chat.ID{Ms: 1}, Room: chat.DefaultRoom, IDLen: len("id: 1-0\n"), Wire: []byte("id: 1-0\nevent: message\ndata: " +
 		`{"user":"a","uid":"a","text":"hi","time":"2026-01-01T00:00:00Z"}` + "\n\n")}
 }
 
@@ -39,7 +39,7 @@ func BenchmarkBroadcast(b *testing.B) {
 	h := benchHub(b, 1024)
 	var served sync.WaitGroup
 	for i := range subs {
-		s, err := h.Subscribe("r", strconv.Itoa(i), Goroutine)
+		s, err := h.Subscribe([]string{"chat"}, strconv.Itoa(i), Goroutine, nil)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -49,7 +49,7 @@ func BenchmarkBroadcast(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
-		h.Broadcast("r", ev)
+		h.Broadcast("chat", ev)
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*subs), "ns/delivery")
@@ -87,7 +87,7 @@ func BenchmarkPooledDelivery(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		s, err := h.Subscribe("r", strconv.Itoa(i), Pooled)
+		s, err := h.Subscribe([]string{"chat"}, strconv.Itoa(i), Pooled, nil)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -122,7 +122,7 @@ func BenchmarkPooledDelivery(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
-		h.Broadcast("r", ev)
+		h.Broadcast("chat", ev)
 		if sent++; sent%window == 0 {
 			await()
 		}

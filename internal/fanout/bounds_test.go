@@ -21,9 +21,9 @@ type boundCase struct {
 // client received in all.
 func evictSlow(t *testing.T, h *Hub, logs *logRecorder, open opener, bc boundCase) (accepted int, raw []byte) {
 	t.Helper()
-	s, c := open("r", "s", smallBuffers(), func(*Subscriber) {
+	s, c := open([]string{"chat"}, "s", smallBuffers(), func(*Subscriber) {
 		for i := 1; i <= bc.preload; i++ {
-			h.Broadcast("r", message(i, bc.size))
+			h.Broadcast("chat", message(i, bc.size))
 		}
 	})
 	// Let the writer take the preloaded events and meet the full socket:
@@ -38,14 +38,14 @@ func evictSlow(t *testing.T, h *Hub, logs *logRecorder, open opener, bc boundCas
 		if i > limit {
 			t.Fatalf("not evicted after %d events of %d bytes to a client that does not read", limit, bc.size)
 		}
-		h.Broadcast("r", message(i, bc.size))
+		h.Broadcast("chat", message(i, bc.size))
 	}
 	<-s.Done()
 	st := h.Stats()
 	if st.Closes[ReasonSlow] != 1 || st.Evictions != 1 {
 		t.Fatalf("stats %+v", st)
 	}
-	if n := logs.count(slogInfo, "stream evicted", map[string]string{"reason": "slow", "room": "r"}); n != 1 {
+	if n := logs.count(slogInfo, "stream evicted", map[string]string{"reason": "slow", "rooms": "chat"}); n != 1 {
 		t.Fatalf("%d log records of the eviction, want 1", n)
 	}
 	c.awaitEnd(false)
@@ -115,9 +115,9 @@ func TestEvictionTellsClient(t *testing.T) {
 	cfg := testConfig()
 	cfg.QueueEvents = 4
 	modes(t, cfg, socketOpts{}, func(t *testing.T, h *Hub, logs *logRecorder, open opener) {
-		_, c := open("r", "s", socketOpts{}, func(s *Subscriber) {
+		_, c := open([]string{"chat"}, "s", socketOpts{}, func(s *Subscriber) {
 			for i := 1; i <= 5; i++ {
-				h.Broadcast("r", message(i, 100))
+				h.Broadcast("chat", message(i, 100))
 			}
 			select {
 			case <-s.Done():
@@ -151,11 +151,11 @@ func TestNoFarewellAfterHalfEvent(t *testing.T) {
 		{0, disconnect},
 		{10, string(ev.Wire[:10])},
 	} {
-		s, c := pooled(t, h, "r", "s", socketOpts{}, nil)
+		s, c := pooled(t, h, []string{"chat"}, "s", socketOpts{}, nil)
 		s.mu.Lock()
 		s.state = scheduled // the test holds the write token
 		s.mu.Unlock()
-		s.pending.add(ev.Wire)
+		s.pending.add(ev, s.pos)
 		if tc.written > 0 {
 			n, err := s.conn.Write(ev.Wire[:tc.written])
 			if err != nil {
@@ -179,12 +179,12 @@ func TestNoFarewellAfterHalfEvent(t *testing.T) {
 // disconnect event and resumes from history.
 func TestQueuedNotWrittenAfterEnd(t *testing.T) {
 	h, _ := startHub(t, testConfig())
-	s, c := pooled(t, h, "r", "s", socketOpts{}, nil)
+	s, c := pooled(t, h, []string{"chat"}, "s", socketOpts{}, nil)
 	s.mu.Lock()
 	s.state = scheduled // the test holds the write token: the writers leave s alone
 	s.mu.Unlock()
 	for i := 1; i <= 3; i++ {
-		h.Broadcast("r", message(i, 100))
+		h.Broadcast("chat", message(i, 100))
 	}
 	// Ended as close does it, but before its interrupt (a write deadline in
 	// the past) lands: the writer must not write the queue in that window.

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"chatroom/internal/chat"
 )
 
 // TestBroadcastOrderAndCompleteness: many streams of both modes, all
@@ -19,20 +21,20 @@ func TestBroadcastOrderAndCompleteness(t *testing.T) {
 	ss := startStreamServer(t, h, 0)
 	var clients []*client
 	for i := range 8 {
-		_, c := pooled(t, h, "r", fmt.Sprint("p", i), socketOpts{}, nil)
+		_, c := pooled(t, h, []string{"chat"}, fmt.Sprint("p", i), socketOpts{}, nil)
 		clients = append(clients, c.start())
-		_, c = ss.open(t, "r", fmt.Sprint("g", i), socketOpts{})
+		_, c = ss.open(t, []string{"chat"}, fmt.Sprint("g", i), socketOpts{})
 		clients = append(clients, c.start())
 	}
-	_, otherP := pooled(t, h, "other", "op", socketOpts{}, nil)
-	_, otherG := ss.open(t, "other", "og", socketOpts{})
+	_, otherP := pooled(t, h, []string{"other"}, "op", socketOpts{}, nil)
+	_, otherG := ss.open(t, []string{"other"}, "og", socketOpts{})
 	otherP.start()
 	otherG.start()
 
 	const n = 2000
 	var want, wantOther []string
 	for i := 1; i <= n; i++ {
-		h.Broadcast("r", message(i, 50+i%5*300)) // 50 B to 1.25 KB
+		h.Broadcast("chat", message(i, 50+i%5*300)) // 50 B to 1.25 KB
 		want = append(want, ids(i, i)...)
 		if i%500 == 0 {
 			h.BroadcastAll(notice(fmt.Sprint(i)))
@@ -77,20 +79,20 @@ func firstDiff(a, b []string) int {
 // an ID are kept in their place.
 func TestSkipUpTo(t *testing.T) {
 	modes(t, testConfig(), socketOpts{}, func(t *testing.T, h *Hub, _ *logRecorder, open opener) {
-		_, c := open("r", "s", socketOpts{}, func(s *Subscriber) {
+		_, c := open([]string{"chat"}, "s", socketOpts{}, func(s *Subscriber) {
 			// Broadcast while the "replay" runs.
 			for i := 1; i <= 10; i++ {
-				h.Broadcast("r", message(i, 100))
+				h.Broadcast("chat", message(i, 100))
 				if i == 3 || i == 8 {
-					h.Broadcast("r", notice(fmt.Sprint(i)))
+					h.Broadcast("chat", notice(fmt.Sprint(i)))
 				}
 			}
-			s.SkipUpTo(message(6, 0).ID)
+			s.SkipUpTo(chat.DefaultRoom, message(6, 0).ID)
 		})
 		c.start()
-		h.Broadcast("r", message(5, 100)) // covered by the replay, though late
-		h.Broadcast("r", message(11, 100))
-		h.Broadcast("r", notice("end"))
+		h.Broadcast("chat", message(5, 100)) // covered by the replay, though late
+		h.Broadcast("chat", message(11, 100))
+		h.Broadcast("chat", notice("end"))
 		want := []string{"notice:3"}
 		want = append(want, ids(7, 8)...)
 		want = append(want, "notice:8")
@@ -114,13 +116,13 @@ func TestSkipUpTo(t *testing.T) {
 // status; setting the same state again sends nothing.
 func TestDegradedStatus(t *testing.T) {
 	modes(t, testConfig(), socketOpts{}, func(t *testing.T, h *Hub, _ *logRecorder, open opener) {
-		_, before := open("r", "a", socketOpts{}, nil)
+		_, before := open([]string{"chat"}, "a", socketOpts{}, nil)
 		before.start()
 		h.SetDegraded(true)
 		h.SetDegraded(true)
-		_, during := open("r", "b", socketOpts{}, nil)
+		_, during := open([]string{"chat"}, "b", socketOpts{}, nil)
 		during.start()
-		h.Broadcast("r", message(1, 100))
+		h.Broadcast("chat", message(1, 100))
 		h.SetDegraded(false)
 		want := []string{"status:degraded", "1-0", "status:ok"}
 		for _, c := range []*client{before, during} {
@@ -139,7 +141,7 @@ func TestDegradedStatus(t *testing.T) {
 // connection is left to the caller, and Cancel removes the subscriber.
 func TestAttachRefusesNonSocket(t *testing.T) {
 	h, _ := startHub(t, testConfig())
-	s, err := h.Subscribe("r", "s", Pooled)
+	s, err := h.Subscribe([]string{"chat"}, "s", Pooled, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,16 +161,16 @@ func TestAttachRefusesNonSocket(t *testing.T) {
 		t.Fatalf("stats after Cancel %+v", st)
 	}
 
-	g, err := h.Subscribe("r", "s", Goroutine)
+	g, err := h.Subscribe([]string{"chat"}, "s", Goroutine, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer g.Cancel()
-	_, c := pooled(t, h, "r", "s", socketOpts{}, nil)
+	_, c := pooled(t, h, []string{"chat"}, "s", socketOpts{}, nil)
 	if err := g.Attach(c.conn); err == nil {
 		t.Fatal("Attach took a connection for a Goroutine subscriber")
 	}
-	p, _ := pooled(t, h, "r", "s2", socketOpts{}, nil)
+	p, _ := pooled(t, h, []string{"chat"}, "s2", socketOpts{}, nil)
 	if err := p.Attach(c.conn); err == nil {
 		t.Fatal("a second Attach succeeded")
 	}

@@ -46,6 +46,9 @@ const (
 	// Backing arrays longer than this, grown by a burst, are dropped when
 	// emptied instead of being kept for the stream's lifetime.
 	keepCap = 256
+	// Likewise for the buffer of a pooled stream's composite id lines, in
+	// bytes: those of keepCap events of a stream of a few rooms.
+	keepLineBytes = 16 << 10
 )
 
 func (c Config) withDefaults() Config {

@@ -47,7 +47,7 @@ func (h *Hub) drain(s *Subscriber) {
 		}
 		s.mu.Unlock()
 		for _, ev := range evs {
-			s.pending.add(ev.Wire)
+			s.pending.add(ev, s.pos)
 		}
 		clear(evs)
 		evs = evs[:0]

@@ -4,7 +4,21 @@ import "chatroom/internal/chat"
 
 // Event is one SSE event, encoded once and shared read-only by every
 // subscriber it is queued to: nobody may modify Wire after broadcasting it.
+//
+// A message event's Wire starts with its single-room id line,
+// "id: <entry>\n" (IDLen bytes, entry as AppendEntry writes it), followed by
+// the rest of the event. A stream of that one room sends Wire as it is; a
+// stream of several rooms replaces the id line with its composite position
+// (see Position).
 type Event struct {
-	ID   chat.ID // zero for events that carry no ID (status, notices, pings)
-	Wire []byte  // the complete encoding, ending in a blank line
+	ID    chat.ID // zero for events that carry no ID (status, notices, pings)
+	Room  string  // the room it belongs to; "" for events of every stream (status, pings)
+	IDLen int     // bytes of Wire that are its id line; 0 for events without an ID
+	Wire  []byte  // the complete encoding, ending in a blank line
 }
+
+// hasIDLine reports whether Wire starts with an id line that a stream of
+// several rooms replaces. An IDLen that leaves no event after the line is
+// taken as none, so a malformed event cannot make a writer slice out of
+// range or queue an empty write.
+func (ev *Event) hasIDLine() bool { return ev.IDLen > 0 && ev.IDLen < len(ev.Wire) }

@@ -11,7 +11,7 @@ func TestPingReachesStreams(t *testing.T) {
 	cfg := testConfig()
 	cfg.Heartbeat = 20 * time.Millisecond
 	modes(t, cfg, socketOpts{}, func(t *testing.T, h *Hub, _ *logRecorder, open opener) {
-		_, c := open("r", "s", socketOpts{}, nil)
+		_, c := open([]string{"chat"}, "s", socketOpts{}, nil)
 		c.start().await("two pings", func(evs []sseEvent, _ bool) bool {
 			return len(evs) >= 2 && slices.Equal(describe(evs)[:2], []string{"ping", "ping"})
 		})
@@ -28,7 +28,7 @@ func TestClosedPeerNoticedAtHeartbeat(t *testing.T) {
 	cfg := testConfig()
 	cfg.Heartbeat = 20 * time.Millisecond
 	h, _ := startHub(t, cfg)
-	s, c := pooled(t, h, "r", "s", socketOpts{}, nil)
+	s, c := pooled(t, h, []string{"chat"}, "s", socketOpts{}, nil)
 	c.start()
 	if err := c.conn.CloseWrite(); err != nil {
 		t.Fatal(err)
@@ -51,7 +51,7 @@ func TestClosedPeerNoticedAtHeartbeat(t *testing.T) {
 func TestGoroutineClientGone(t *testing.T) {
 	h, _ := startHub(t, testConfig())
 	ss := startStreamServer(t, h, 0)
-	s, c := ss.open(t, "r", "s", socketOpts{})
+	s, c := ss.open(t, []string{"chat"}, "s", socketOpts{})
 	c.conn.Close()
 	select {
 	case <-s.Done():

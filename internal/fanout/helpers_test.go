@@ -10,8 +10,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -114,12 +117,21 @@ func eventually(t testing.TB, timeout time.Duration, what string, cond func() bo
 	}
 }
 
-// message is a message event of exactly size bytes with ID n-0.
-func message(n int, size int) *Event {
+// message is a message event of the default room of exactly size bytes
+// with ID n-0.
+func message(n int, size int) *Event { return roomMessage(chat.DefaultRoom, n, size) }
+
+// roomMessage is a message event of room of exactly size bytes (unless
+// that is too small for its head) with ID n-0. Its data is its room's
+// entry, so a client can tell which message it is whatever the stream's
+// id, then padding.
+func roomMessage(room string, n int, size int) *Event {
 	id := chat.ID{Ms: uint64(n)}
-	head := "id: " + id.String() + "\nevent: message\ndata: "
+	entry := string(AppendEntry(nil, room, id))
+	line := "id: " + entry + "\n"
+	head := line + "event: message\ndata: " + entry + " "
 	pad := max(size-len(head)-2, 1)
-	return &Event{ID: id, Wire: []byte(head + strings.Repeat("x", pad) + "\n\n")}
+	return &Event{ID: id, Room: room, IDLen: len(line), Wire: []byte(head + strings.Repeat("x", pad) + "\n\n")}
 }
 
 // notice is an event without an ID.
@@ -135,8 +147,8 @@ type sseEvent struct {
 
 // parseSSE splits b into complete events; rest is an unfinished one. It is
 // strict, so that a corrupted stream cannot pass for a good one: an event
-// with a repeated or unknown field, or a message whose data is not the
-// padding message makes, has Type "malformed".
+// with a repeated or unknown field, or a message whose data is not what
+// roomMessage makes, has Type "malformed".
 func parseSSE(b []byte) (evs []sseEvent, rest []byte) {
 	for {
 		i := bytes.Index(b, []byte("\n\n"))
@@ -164,7 +176,7 @@ func parseSSE(b []byte) (evs []sseEvent, rest []byte) {
 				malformed = true
 			}
 		}
-		if ev.Type == "message" && strings.Trim(ev.Data, "x") != "" {
+		if _, pad, ok := strings.Cut(ev.Data, " "); ev.Type == "message" && (!ok || strings.Trim(pad, "x") != "") {
 			malformed = true
 		}
 		if malformed {
@@ -204,9 +216,10 @@ func ids(from, to int) []string {
 // client is the far end of one stream: a raw TCP connection, read by the
 // test as it chooses.
 type client struct {
-	t    testing.TB
-	conn *net.TCPConn
-	body io.Reader // conn, or the decoded body of an HTTP response on it
+	t       testing.TB
+	conn    *net.TCPConn
+	body    io.Reader     // conn, or the decoded body of an HTTP response on it
+	release *releaseCheck // of its stream
 
 	mu     sync.Mutex // guards got, err
 	got    []byte
@@ -383,13 +396,115 @@ func (l sndbufListener) Accept() (net.Conn, error) {
 	return c, err
 }
 
-// pooled subscribes to room for session in Pooled mode, attaches the server
+// releaseCheck is the release of a stream opened by the tests' helpers. It
+// counts its calls and checks, at each, that the stream has left the
+// registry and that neither the hub's lock nor the subscriber's is held.
+// When the test ends, after its hub has shut down, the count must be 1.
+type releaseCheck struct {
+	t     testing.TB
+	h     *Hub
+	sub   atomic.Pointer[Subscriber] // set once Subscribe returned
+	calls atomic.Int32
+	done  chan struct{} // closed at the first call
+}
+
+// newReleaseCheck returns the release check of a stream of h that is about
+// to subscribe; the caller sets sub.
+func newReleaseCheck(t testing.TB, h *Hub) *releaseCheck {
+	rc := &releaseCheck{t: t, h: h, done: make(chan struct{})}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), never)
+		defer cancel()
+		h.Shutdown(ctx) // every stream ended (again: waits for the first)
+		if n := rc.calls.Load(); n != 1 && rc.sub.Load() != nil {
+			t.Errorf("release of a stream called %d times, want once", n)
+		}
+	})
+	return rc
+}
+
+func (rc *releaseCheck) release() {
+	n := rc.calls.Add(1)
+	s := rc.sub.Load()
+	if s == nil {
+		rc.t.Error("release called before Subscribe returned")
+		return
+	}
+	// From another goroutine, so that a lock the caller holds shows as a
+	// wait instead of a deadlock.
+	checked := make(chan string, 1)
+	go func() {
+		s.mu.Lock()
+		closed := s.closed
+		s.mu.Unlock()
+		rc.h.mu.RLock()
+		defer rc.h.mu.RUnlock()
+		checked <- registered(rc.h, s, closed)
+	}()
+	select {
+	case problem := <-checked:
+		if problem != "" {
+			rc.t.Errorf("release called while %s", problem)
+		}
+	case <-time.After(never):
+		rc.t.Error("release called with the hub's or the subscriber's lock held")
+	}
+	if n == 1 {
+		close(rc.done)
+	}
+}
+
+// registered says where s still is in h's registry, or "" if nowhere. The
+// caller holds h.mu.
+func registered(h *Hub, s *Subscriber, closed bool) string {
+	var where []string
+	if !closed {
+		where = append(where, "the stream is open")
+	}
+	if !s.removed {
+		where = append(where, "it is not marked removed")
+	}
+	if slices.Contains(h.reg.all, s) {
+		where = append(where, "it is in the list of all streams")
+	}
+	if slices.Contains(h.reg.sessions[s.session], s) {
+		where = append(where, "it is in its session's list")
+	}
+	for room, subs := range h.reg.rooms {
+		if slices.Contains(subs, s) {
+			where = append(where, "it is in the list of room "+room)
+		}
+	}
+	return strings.Join(where, ", ")
+}
+
+// awaitRelease waits for the stream's release.
+func (rc *releaseCheck) await() {
+	rc.t.Helper()
+	select {
+	case <-rc.done:
+	case <-time.After(never):
+		rc.t.Fatal("the stream ended and was not released")
+	}
+}
+
+// subscribe subscribes with a release check.
+func subscribe(t testing.TB, h *Hub, rooms []string, session string, mode Mode) (*Subscriber, *releaseCheck, error) {
+	rc := newReleaseCheck(t, h)
+	s, err := h.Subscribe(rooms, session, mode, rc.release)
+	if err == nil {
+		rc.sub.Store(s)
+	}
+	return s, rc, err
+}
+
+// pooled subscribes to rooms for session in Pooled mode, attaches the server
 // end of a fresh loopback connection and returns the client end (not yet
 // reading). before runs between Subscribe and Attach, as a handler's
 // replay would.
-func pooled(t testing.TB, h *Hub, room, session string, opts socketOpts, before func(*Subscriber)) (*Subscriber, *client) {
+func pooled(t testing.TB, h *Hub, rooms []string, session string, opts socketOpts, before func(*Subscriber)) (*Subscriber, *client) {
 	t.Helper()
-	s, err := h.Subscribe(room, session, Pooled)
+	s, rc, err := subscribe(t, h, rooms, session, Pooled)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -409,19 +524,22 @@ func pooled(t testing.TB, h *Hub, room, session string, opts socketOpts, before 
 	if err := s.Attach(srv); err != nil {
 		t.Fatal(err)
 	}
-	return s, newClient(t, c, c)
+	cl := newClient(t, c, c)
+	cl.release = rc
+	return s, cl
 }
 
 // streamServer serves Goroutine-mode streams over HTTP/1.1, the way the
-// chat server's handler does: GET /?room=&session= subscribes, sends the
-// headers, runs the test's before hook (the replay's place) and serves.
+// chat server's handler does: GET /?rooms=a,b&session= subscribes, sends
+// the headers, runs the test's before hook (the replay's place) and serves.
 type streamServer struct {
 	hub  *Hub
 	addr string
-	subs chan *Subscriber // every subscriber, once subscribed
+	subs chan opened // every subscriber, once subscribed
 
-	mu     sync.Mutex        // guards before
+	mu     sync.Mutex        // guards before, t
 	before func(*Subscriber) // may be nil
+	t      testing.TB        // of the stream being opened: its release check's
 }
 
 func startStreamServer(t testing.TB, h *Hub, serverSndbuf int) *streamServer {
@@ -430,7 +548,7 @@ func startStreamServer(t testing.TB, h *Hub, serverSndbuf int) *streamServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ss := &streamServer{hub: h, addr: ln.Addr().String(), subs: make(chan *Subscriber, 100)}
+	ss := &streamServer{hub: h, addr: ln.Addr().String(), subs: make(chan opened, 100)}
 	srv := &http.Server{Handler: http.HandlerFunc(ss.handle), ReadHeaderTimeout: never}
 	done := make(chan struct{})
 	go func() {
@@ -445,7 +563,14 @@ func startStreamServer(t testing.TB, h *Hub, serverSndbuf int) *streamServer {
 }
 
 func (ss *streamServer) handle(w http.ResponseWriter, r *http.Request) {
-	s, err := ss.hub.Subscribe(r.URL.Query().Get("room"), r.URL.Query().Get("session"), Goroutine)
+	var rooms []string
+	if list := r.URL.Query().Get("rooms"); list != "" {
+		rooms = strings.Split(list, ",")
+	}
+	ss.mu.Lock()
+	t := ss.t
+	ss.mu.Unlock()
+	s, rc, err := subscribe(t, ss.hub, rooms, r.URL.Query().Get("session"), Goroutine)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusServiceUnavailable)
 		return
@@ -459,16 +584,26 @@ func (ss *streamServer) handle(w http.ResponseWriter, r *http.Request) {
 	if before != nil {
 		before(s)
 	}
-	ss.subs <- s // after the hook: the test goes on once it is done
+	ss.subs <- opened{s, rc} // after the hook: the test goes on once it is done
 	s.Serve(r.Context(), ResponseStream(w))
+}
+
+// opened is a stream the handler subscribed.
+type opened struct {
+	s  *Subscriber
+	rc *releaseCheck
 }
 
 // open starts a stream and returns its subscriber and client, not yet
 // reading the body.
-func (ss *streamServer) open(t testing.TB, room, session string, opts socketOpts) (*Subscriber, *client) {
+func (ss *streamServer) open(t testing.TB, rooms []string, session string, opts socketOpts) (*Subscriber, *client) {
 	t.Helper()
+	ss.mu.Lock()
+	ss.t = t
+	ss.mu.Unlock()
 	c := dial(t, ss.addr, opts)
-	fmt.Fprintf(c, "GET /?room=%s&session=%s HTTP/1.1\r\nHost: test\r\n\r\n", room, session)
+	q := url.Values{"rooms": {strings.Join(rooms, ",")}, "session": {session}}
+	fmt.Fprintf(c, "GET /?%s HTTP/1.1\r\nHost: test\r\n\r\n", q.Encode())
 	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -477,8 +612,10 @@ func (ss *streamServer) open(t testing.TB, room, session string, opts socketOpts
 		t.Fatalf("stream: status %d", resp.StatusCode)
 	}
 	select {
-	case s := <-ss.subs:
-		return s, newClient(t, c, resp.Body)
+	case o := <-ss.subs:
+		cl := newClient(t, c, resp.Body)
+		cl.release = o.rc
+		return o.s, cl
 	case <-time.After(never):
 		t.Fatal("the handler did not subscribe")
 		return nil, nil
@@ -488,7 +625,7 @@ func (ss *streamServer) open(t testing.TB, room, session string, opts socketOpts
 // opener opens a stream in one mode; before runs between Subscribe and
 // Attach or Serve, where the handler writes the replay. In Goroutine mode
 // the server's socket buffers are those given to modes.
-type opener func(room, session string, opts socketOpts, before func(*Subscriber)) (*Subscriber, *client)
+type opener func(rooms []string, session string, opts socketOpts, before func(*Subscriber)) (*Subscriber, *client)
 
 // modes runs f for each mode, with a hub of cfg and a way to open a stream
 // in that mode.
@@ -500,15 +637,15 @@ func modes(t *testing.T, cfg Config, server socketOpts, f func(t *testing.T, h *
 			if mode == Goroutine {
 				ss = startStreamServer(t, h, server.serverSndbuf)
 			}
-			f(t, h, logs, func(room, session string, o socketOpts, before func(*Subscriber)) (*Subscriber, *client) {
+			f(t, h, logs, func(rooms []string, session string, o socketOpts, before func(*Subscriber)) (*Subscriber, *client) {
 				t.Helper()
 				if mode == Pooled {
-					return pooled(t, h, room, session, o, before)
+					return pooled(t, h, rooms, session, o, before)
 				}
 				ss.mu.Lock()
 				ss.before = before
 				ss.mu.Unlock()
-				return ss.open(t, room, session, o)
+				return ss.open(t, rooms, session, o)
 			})
 		})
 	}

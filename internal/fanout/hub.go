@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 )
@@ -72,16 +73,30 @@ func New(cfg Config, log *slog.Logger) *Hub {
 	return h
 }
 
-// Subscribe adds a stream to room for session. Its events queue from now
+// Subscribe adds a stream of rooms (in any order; duplicates count once)
+// for session. It gets the events broadcast to each of its rooms, once,
+// and those for every stream; a stream of no room gets only the latter
+// (status, pings) and is ended like any other. Its events queue from now
 // on; a Pooled subscriber is written once given its connection (Attach), a
 // Goroutine one by Serve. Either way it must be attached, served or
 // cancelled. While the hub is degraded, its queue starts with Status(true).
 //
+// release, unless nil, is called exactly once when the stream has ended,
+// however it ends (Cancel, client gone, evicted, stalled, logged out, shut
+// down), after it has left the registry: a Broadcast no longer reaches it,
+// and it no longer counts in Stats or against its session's cap. It is
+// called without the hub's locks held, on whichever goroutine ends the
+// stream, which for a pooled stream is one of the few writers shared by
+// every pooled stream: it must not block (hand slow work, such as a call to
+// Redis, to a goroutine of its own). Shutdown returns once the release of
+// every stream it ended has returned. When Subscribe fails, there is no
+// stream and release is not called.
+//
 // A session at its cap of streams gets ErrSessionStreams, but only after
 // the streams of that session whose peer has gone (a reloaded tab) were
 // closed and did not count.
-func (h *Hub) Subscribe(room, session string, mode Mode) (*Subscriber, error) {
-	s := newSubscriber(h, room, session, mode)
+func (h *Hub) Subscribe(rooms []string, session string, mode Mode, release func()) (*Subscriber, error) {
+	s := newSubscriber(h, sortRooms(rooms), session, mode, release)
 	var dead []*Subscriber
 	h.mu.Lock()
 	err := h.admitLocked(session, &dead)
@@ -107,7 +122,7 @@ func (h *Hub) admitLocked(session string, dead *[]*Subscriber) error {
 	switch {
 	case h.closed:
 		return ErrClosed
-	case h.reg.total >= h.cfg.MaxStreams:
+	case h.reg.total() >= h.cfg.MaxStreams:
 		return ErrTooManyStreams
 	}
 	limit := h.cfg.StreamsPerSession
@@ -131,17 +146,24 @@ func (h *Hub) admitLocked(session string, dead *[]*Subscriber) error {
 	return nil
 }
 
-// remove takes s out of the registry; later calls do nothing.
+// remove takes s out of the registry, then calls its release; later calls
+// do nothing. The caller must not hold s.mu.
 func (h *Hub) remove(s *Subscriber) {
 	h.mu.Lock()
-	if !s.removed {
+	first := !s.removed
+	last := false
+	if first {
 		s.removed = true
 		h.reg.remove(s)
-		if h.closed && h.reg.total == 0 {
-			close(h.gone)
-		}
+		last = h.closed && h.reg.total() == 0
 	}
 	h.mu.Unlock()
+	if first && s.release != nil {
+		s.release()
+	}
+	if last { // after the release: Shutdown waits for it
+		close(h.gone)
+	}
 }
 
 // Broadcast queues ev to every stream of room. It never blocks on a stream:
@@ -156,23 +178,14 @@ func (h *Hub) Broadcast(room string, ev *Event) {
 	h.evicted(evicted)
 }
 
-// BroadcastAll queues ev to every stream of every room.
+// BroadcastAll queues ev to every stream, once, whatever its rooms.
 func (h *Hub) BroadcastAll(ev *Event) {
 	var evicted []*Subscriber
 	h.mu.RLock()
-	n := h.offerAllRooms(ev, &evicted)
+	n := h.offerAll(h.reg.all, ev, &evicted)
 	h.mu.RUnlock()
 	h.delivered.Add(n)
 	h.evicted(evicted)
-}
-
-// offerAllRooms offers ev to every stream; the caller holds h.mu.
-func (h *Hub) offerAllRooms(ev *Event, evicted *[]*Subscriber) int64 {
-	var n int64
-	for _, subs := range h.reg.rooms {
-		n += h.offerAll(subs, ev, evicted)
-	}
-	return n
 }
 
 // offerAll offers ev to subs and returns how many took it; those it evicted
@@ -204,7 +217,7 @@ func (h *Hub) logEviction(s *Subscriber, reason Reason) {
 	s.mu.Lock()
 	events, bytes := s.q.events, s.q.bytes
 	s.mu.Unlock()
-	h.log.Info("stream evicted", "reason", reason, "room", s.room, "mode", s.mode,
+	h.log.Info("stream evicted", "reason", reason, "rooms", strings.Join(s.rooms, ","), "mode", s.mode,
 		"backlog_events", events, "backlog_bytes", bytes,
 		"queue_events", h.cfg.QueueEvents, "queue_bytes", h.cfg.QueueBytes)
 }
@@ -225,7 +238,7 @@ func (h *Hub) SetDegraded(degraded bool) {
 			}
 			// Under the write lock, so that a stream subscribing meanwhile
 			// gets the status exactly once, and changes arrive in order.
-			n = h.offerAllRooms(ev, &evicted)
+			n = h.offerAll(h.reg.all, ev, &evicted)
 		}
 	}
 	h.mu.Unlock()
@@ -258,11 +271,8 @@ func (h *Hub) Shutdown(ctx context.Context) {
 		return
 	}
 	h.closed = true
-	var all []*Subscriber
-	for _, subs := range h.reg.rooms {
-		all = append(all, subs...)
-	}
-	if h.reg.total == 0 {
+	all := slices.Clone(h.reg.all)
+	if h.reg.total() == 0 {
 		close(h.gone)
 	}
 	h.mu.Unlock()

@@ -106,7 +106,7 @@ func (w *poolWriter) service(s *Subscriber) {
 	ping := false
 	for _, ev := range w.evs {
 		ping = ping || ev == h.cfg.Ping
-		s.pending.add(ev.Wire)
+		s.pending.add(ev, s.pos)
 	}
 	clear(w.evs)
 	// Nobody reads a pooled connection, and a write to a peer that has

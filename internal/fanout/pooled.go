@@ -81,21 +81,47 @@ func (h *Hub) finish(s *Subscriber, wv *writev) {
 
 // pending is what the holder of a pooled subscriber's write token took
 // from its queue and has not yet written: the events' wires, the first
-// perhaps partly written.
+// perhaps partly written. An event of a stream of several rooms is two
+// buffers, its composite id line (kept in lines) and the rest of its wire,
+// and counts as one event throughout: it is complete once both are
+// written, and half written from its first byte to its last.
 type pending struct {
 	bufs   [][]byte // bufs[head:] are unwritten; bufs[head] is resliced past what was written
+	ends   []bool   // ends[i]: bufs[i] is the last buffer of its event
 	head   int
-	off    int // bytes of the event at head already written
-	events int // events completed since the last written call
-	bytes  int // bytes written since the last written call
+	off    int    // bytes of the event at head already written, in all its buffers
+	events int    // events completed since the last written call
+	bytes  int    // bytes written since the last written call, less the id lines' corrections
+	lines  []byte // the composite id lines in bufs, back to back
 }
 
-func (p *pending) add(wire []byte) { p.bufs = append(p.bufs, wire) }
+// add appends ev as pos writes it, and records in pos that it is sent. It
+// allocates only to grow bufs, ends and lines, which are reused.
+//
+// The queue counted len(ev.Wire) for ev; the bytes written differ by the
+// length of a composite id line, and the difference is reported with the
+// bytes written, so that the queue's count stays what is accepted and not
+// written, and returns to 0 once everything is.
+func (p *pending) add(ev *Event, pos *Position) {
+	if !pos.multi() || !ev.hasIDLine() {
+		pos.advance(ev)
+		p.bufs = append(p.bufs, ev.Wire)
+		p.ends = append(p.ends, true)
+		return
+	}
+	start := len(p.lines)
+	p.lines = pos.appendIDLine(p.lines, ev)
+	line := p.lines[start:len(p.lines):len(p.lines)]
+	p.bufs = append(p.bufs, line, ev.Wire[ev.IDLen:])
+	p.ends = append(p.ends, false, true)
+	p.bytes += ev.IDLen - len(line)
+}
 
 func (p *pending) empty() bool { return p.head == len(p.bufs) }
 
-// half reports whether an event is partly written: nothing else may be
-// written on the connection then, or the client would see garbage.
+// half reports whether an event is partly written (its id line counts):
+// nothing else may be written on the connection then, or the client would
+// see garbage.
 func (p *pending) half() bool { return p.off > 0 }
 
 // next returns the unwritten buffers for one writev (at most maxIovecs)
@@ -120,20 +146,28 @@ func (p *pending) advance(n int) {
 			return
 		}
 		n -= rest
+		p.off += rest
+		if p.ends[p.head] {
+			p.off = 0
+			p.events++
+		}
 		p.bufs[p.head] = nil
 		p.head++
-		p.off = 0
-		p.events++
 	}
 	if p.empty() {
-		p.bufs, p.head = p.bufs[:0], 0
+		// Nothing refers to lines any more: it is reused from its start.
+		p.bufs, p.ends, p.lines, p.head = p.bufs[:0], p.ends[:0], p.lines[:0], 0
 		if cap(p.bufs) > keepCap {
-			p.bufs = nil
+			p.bufs, p.ends = nil, nil
+		}
+		if cap(p.lines) > keepLineBytes {
+			p.lines = nil
 		}
 	}
 }
 
-// written returns, and forgets, what advance recorded since the last call.
+// written returns, and forgets, what advance and add recorded since the
+// last call.
 func (p *pending) written() (events, bytes int) {
 	events, bytes = p.events, p.bytes
 	p.events, p.bytes = 0, 0

@@ -1,6 +1,10 @@
 package fanout
 
-import "chatroom/internal/chat"
+import (
+	"slices"
+
+	"chatroom/internal/chat"
+)
 
 // queue is one subscriber's backlog: the events it accepted and has not yet
 // written to its client, bounded in events and in bytes. Events leave evs
@@ -8,10 +12,17 @@ import "chatroom/internal/chat"
 // written, so a write that is stuck halfway still counts against the
 // bounds. The zero value is an empty queue. Guarded by Subscriber.mu.
 type queue struct {
-	evs    []*Event // accepted and not yet taken by a writer, oldest first
-	events int      // accepted and not yet written: len(evs) plus taken, unwritten events
-	bytes  int      // likewise in bytes
-	skip   chat.ID  // events with a non-zero ID up to this one are dropped
+	evs    []*Event   // accepted and not yet taken by a writer, oldest first
+	events int        // accepted and not yet written: len(evs) plus taken, unwritten events
+	bytes  int        // likewise in bytes (see pending.add for events of several rooms)
+	skip   []skipMark // by room, sorted by compareRooms: at most one per room of the stream
+}
+
+// skipMark says that the events of room with a non-zero ID up to id are
+// dropped: a replay of that room sent them.
+type skipMark struct {
+	room string
+	id   chat.ID
 }
 
 // admission is what queue.admit did with an event.
@@ -39,17 +50,36 @@ func (q *queue) admit(ev *Event, maxEvents, maxBytes int) admission {
 	return admitted
 }
 
+// covered reports whether a replay of ev's room sent ev.
 func (q *queue) covered(ev *Event) bool {
-	return !ev.ID.IsZero() && !q.skip.IsZero() && !ev.ID.After(q.skip)
+	if ev.ID.IsZero() || len(q.skip) == 0 {
+		return false
+	}
+	i, ok := q.skipIndex(ev.Room)
+	return ok && !ev.ID.After(q.skip[i].id)
 }
 
-// skipUpTo drops the queued events with a non-zero ID up to id, and those
-// admitted later.
-func (q *queue) skipUpTo(id chat.ID) {
-	if !id.After(q.skip) {
-		return
+func (q *queue) skipIndex(room string) (int, bool) {
+	if len(q.skip) == 1 { // the common case, without a call
+		return 0, q.skip[0].room == room
 	}
-	q.skip = id
+	return slices.BinarySearchFunc(q.skip, room, func(m skipMark, room string) int {
+		return compareRooms(m.room, room)
+	})
+}
+
+// skipUpTo drops the queued events of room with a non-zero ID up to id,
+// and those admitted later; other rooms' events are kept.
+func (q *queue) skipUpTo(room string, id chat.ID) {
+	i, ok := q.skipIndex(room)
+	switch {
+	case ok && !id.After(q.skip[i].id), !ok && id.IsZero():
+		return
+	case ok:
+		q.skip[i].id = id
+	default:
+		q.skip = slices.Insert(q.skip, i, skipMark{room, id})
+	}
 	kept := q.evs[:0]
 	for _, ev := range q.evs {
 		if q.covered(ev) {

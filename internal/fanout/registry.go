@@ -1,13 +1,14 @@
 package fanout
 
-// registry indexes the open subscribers by room, for broadcasting, and by
-// session, so the per-session cap and EndSession look at that session's
-// streams only. Guarded by Hub.mu.
+// registry indexes the open subscribers: by room, for broadcasting (a
+// subscriber is in the list of each of its rooms, once); by session, so
+// the per-session cap and EndSession look at that session's streams only;
+// and all of them once, for what goes to every stream. Guarded by Hub.mu.
 type registry struct {
 	rooms    map[string][]*Subscriber
 	sessions map[string][]*Subscriber
+	all      []*Subscriber
 	modes    [numModes]int // open streams by mode
-	total    int
 }
 
 func newRegistry() registry {
@@ -17,35 +18,55 @@ func newRegistry() registry {
 	}
 }
 
+// total is the number of open streams.
+func (r *registry) total() int { return len(r.all) }
+
 func (r *registry) add(s *Subscriber) {
-	s.roomIdx = len(r.rooms[s.room])
-	r.rooms[s.room] = append(r.rooms[s.room], s)
+	for i, room := range s.rooms {
+		s.roomIdx[i] = len(r.rooms[room])
+		r.rooms[room] = append(r.rooms[room], s)
+	}
 	s.sessionIdx = len(r.sessions[s.session])
 	r.sessions[s.session] = append(r.sessions[s.session], s)
+	s.allIdx = len(r.all)
+	r.all = append(r.all, s)
 	r.modes[s.mode]++
-	r.total++
 }
 
 func (r *registry) remove(s *Subscriber) {
-	cut(r.rooms, s.room, s.roomIdx, func(o *Subscriber, i int) { o.roomIdx = i })
-	cut(r.sessions, s.session, s.sessionIdx, func(o *Subscriber, i int) { o.sessionIdx = i })
+	for i, room := range s.rooms {
+		cut(r.rooms, room, s.roomIdx[i], func(o *Subscriber, j int) {
+			k, _ := roomIndex(o.rooms, room)
+			o.roomIdx[k] = j
+		})
+	}
+	cut(r.sessions, s.session, s.sessionIdx, func(o *Subscriber, j int) { o.sessionIdx = j })
+	r.all = cutAt(r.all, s.allIdx, func(o *Subscriber, j int) { o.allIdx = j })
+	if len(r.all) == 0 && cap(r.all) > keepCap {
+		r.all = nil
+	}
 	r.modes[s.mode]--
-	r.total--
 }
 
-// cut removes element i of index[key] by moving the last one into its
-// place (setIdx records the new position); an emptied list leaves the map.
+// cut removes element i of index[key] (see cutAt); an emptied list leaves
+// the map.
 func cut(index map[string][]*Subscriber, key string, i int, setIdx func(*Subscriber, int)) {
-	list := index[key]
+	list := cutAt(index[key], i, setIdx)
+	if len(list) == 0 {
+		delete(index, key)
+		return
+	}
+	index[key] = list
+}
+
+// cutAt removes element i of list by moving the last one into its place
+// (setIdx records the new position) and returns the shortened list.
+func cutAt(list []*Subscriber, i int, setIdx func(*Subscriber, int)) []*Subscriber {
 	last := len(list) - 1
 	if i != last {
 		list[i] = list[last]
 		setIdx(list[i], i)
 	}
 	list[last] = nil
-	if last == 0 {
-		delete(index, key)
-		return
-	}
-	index[key] = list[:last]
+	return list[:last]
 }

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 )
 
@@ -48,7 +49,7 @@ var errEnded = errors.New("stream ended")
 func (s *Subscriber) Serve(ctx context.Context, w StreamWriter) {
 	h := s.hub
 	if s.mode != Goroutine {
-		h.log.Error("fanout: Serve called on a pooled subscriber", "room", s.room)
+		h.log.Error("fanout: Serve called on a pooled subscriber", "rooms", strings.Join(s.rooms, ","))
 		s.Cancel()
 		return
 	}
@@ -114,21 +115,29 @@ func (s *Subscriber) writeBatch(w StreamWriter, evs []*Event) (clean bool, err e
 	events, bytes := 0, 0
 	defer func() { s.wrote(events, bytes) }()
 	for _, ev := range evs {
-		for b := ev.Wire; len(b) > 0; {
-			if budget == 0 {
-				s.wrote(events, bytes)
-				events, bytes = 0, 0
-				if !s.arm(timeout) {
-					return len(b) == len(ev.Wire), errEnded
+		parts := s.pos.Wire(ev) // its own wire, or a composite id line and the rest
+		if len(parts) == 2 {
+			bytes += ev.IDLen - len(parts[0]) // the queue counted len(ev.Wire): see pending.add
+		}
+		started := false // a byte of ev is written
+		for _, b := range parts {
+			for len(b) > 0 {
+				if budget == 0 {
+					s.wrote(events, bytes)
+					events, bytes = 0, 0
+					if !s.arm(timeout) {
+						return !started, errEnded
+					}
+					budget = chunkSize
 				}
-				budget = chunkSize
+				n, err := w.Write(b[:min(len(b), budget)])
+				bytes += n
+				started = started || n > 0
+				if err != nil {
+					return false, err
+				}
+				b, budget = b[n:], budget-n
 			}
-			n, err := w.Write(b[:min(len(b), budget)])
-			bytes += n
-			if err != nil {
-				return false, err
-			}
-			b, budget = b[n:], budget-n
 		}
 		events++
 	}

@@ -18,12 +18,12 @@ func TestSessionCap(t *testing.T) {
 	cfg.StreamsPerSession = 2
 	h, _ := startHub(t, cfg)
 	ss := startStreamServer(t, h, 0)
-	first, firstClient := pooled(t, h, "r", "alice", socketOpts{}, nil)
-	ss.open(t, "r", "alice", socketOpts{})
-	if _, err := h.Subscribe("r", "alice", Pooled); !errors.Is(err, ErrSessionStreams) {
+	first, firstClient := pooled(t, h, []string{"chat"}, "alice", socketOpts{}, nil)
+	ss.open(t, []string{"chat"}, "alice", socketOpts{})
+	if _, err := h.Subscribe([]string{"chat"}, "alice", Pooled, nil); !errors.Is(err, ErrSessionStreams) {
 		t.Fatalf("third stream of a session with a cap of 2: %v, want ErrSessionStreams", err)
 	}
-	bob, err := h.Subscribe("r", "bob", Pooled)
+	bob, err := h.Subscribe([]string{"chat"}, "bob", Pooled, nil)
 	if err != nil {
 		t.Fatalf("another session: %v", err)
 	}
@@ -34,7 +34,7 @@ func TestSessionCap(t *testing.T) {
 	}
 	var again *Subscriber
 	eventually(t, never, "a stream for the session once a peer closed", func() bool {
-		again, err = h.Subscribe("r", "alice", Pooled)
+		again, err = h.Subscribe([]string{"chat"}, "alice", Pooled, nil)
 		return err == nil
 	})
 	defer again.Cancel()
@@ -43,7 +43,7 @@ func TestSessionCap(t *testing.T) {
 	if st := h.Stats(); st.Closes[ReasonClientGone] != 1 {
 		t.Fatalf("stats %+v", st)
 	}
-	if _, err := h.Subscribe("r", "alice", Pooled); !errors.Is(err, ErrSessionStreams) {
+	if _, err := h.Subscribe([]string{"chat"}, "alice", Pooled, nil); !errors.Is(err, ErrSessionStreams) {
 		t.Fatalf("with two live streams again: %v, want ErrSessionStreams", err)
 	}
 }
@@ -53,14 +53,14 @@ func TestSessionCap(t *testing.T) {
 func TestEndSession(t *testing.T) {
 	h, _ := startHub(t, testConfig())
 	ss := startStreamServer(t, h, 0)
-	_, a1 := pooled(t, h, "r", "alice", socketOpts{}, nil)
-	_, a2 := ss.open(t, "r", "alice", socketOpts{})
-	_, b := pooled(t, h, "r", "bob", socketOpts{}, nil)
+	_, a1 := pooled(t, h, []string{"chat"}, "alice", socketOpts{}, nil)
+	_, a2 := ss.open(t, []string{"chat"}, "alice", socketOpts{})
+	_, b := pooled(t, h, []string{"chat"}, "bob", socketOpts{}, nil)
 	a1.start()
 	a2.start()
 	b.start()
 	for i := 1; i <= 3; i++ {
-		h.Broadcast("r", message(i, 100))
+		h.Broadcast("chat", message(i, 100))
 	}
 	for _, c := range []*client{a1, a2} {
 		c.await("three events", func(evs []sseEvent, _ bool) bool { return len(evs) == 3 })
@@ -72,7 +72,7 @@ func TestEndSession(t *testing.T) {
 			t.Fatalf("alice's stream: got %q, want %q", got, want)
 		}
 	}
-	h.Broadcast("r", message(4, 100))
+	h.Broadcast("chat", message(4, 100))
 	if got := describe(b.await("four events", func(evs []sseEvent, ended bool) bool { return len(evs) >= 4 || ended })); !slices.Equal(got, ids(1, 4)) {
 		t.Fatalf("bob's stream: got %q", got)
 	}

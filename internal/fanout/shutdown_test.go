@@ -30,17 +30,17 @@ func TestShutdown(t *testing.T) {
 	ss := startStreamServer(t, h, 4096)
 	var healthy []*client
 	for i := range 3 {
-		_, c := pooled(t, h, "r", fmt.Sprint("p", i), socketOpts{}, nil)
+		_, c := pooled(t, h, []string{"chat"}, fmt.Sprint("p", i), socketOpts{}, nil)
 		healthy = append(healthy, c.start())
-		_, c = ss.open(t, "r", fmt.Sprint("g", i), socketOpts{})
+		_, c = ss.open(t, []string{"chat"}, fmt.Sprint("g", i), socketOpts{})
 		healthy = append(healthy, c.start())
 	}
-	stuckP, stuckPClient := pooled(t, h, "r", "stuck-p", smallBuffers(), nil)
-	_, stuckGClient := ss.open(t, "r", "stuck-g", smallBuffers())
+	stuckP, stuckPClient := pooled(t, h, []string{"chat"}, "stuck-p", smallBuffers(), nil)
+	_, stuckGClient := ss.open(t, []string{"chat"}, "stuck-g", smallBuffers())
 
 	const n = 100 // 400 KB: the stalled streams' sockets fill up
 	for i := 1; i <= n; i++ {
-		h.Broadcast("r", message(i, 4096))
+		h.Broadcast("chat", message(i, 4096))
 	}
 	for _, c := range healthy {
 		c.await("every event", func(evs []sseEvent, _ bool) bool { return lastID(evs) == ids(n, n)[0] })
@@ -66,7 +66,7 @@ func TestShutdown(t *testing.T) {
 	if st.Streams != 0 || st.Closes[ReasonShutdown] != 8 || st.Draining != 0 {
 		t.Fatalf("stats after shutdown %+v", st)
 	}
-	if _, err := h.Subscribe("r", "late", Pooled); !errors.Is(err, ErrClosed) {
+	if _, err := h.Subscribe([]string{"chat"}, "late", Pooled, nil); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Subscribe after Shutdown: %v, want ErrClosed", err)
 	}
 	h.Shutdown(ctx) // again: returns
@@ -78,7 +78,7 @@ func TestShutdown(t *testing.T) {
 func TestShutdownUnattached(t *testing.T) {
 	h, _ := startHub(t, testConfig())
 	first := make(chan struct{})
-	_, c := pooled(t, h, "r", "s", socketOpts{}, func(s *Subscriber) {
+	_, c := pooled(t, h, []string{"chat"}, "s", socketOpts{}, func(s *Subscriber) {
 		h.BroadcastAll(notice("queued, never written"))
 		go func() {
 			defer close(first)

@@ -31,13 +31,13 @@ func TestStalledPeerDoesNotHoldWriter(t *testing.T) {
 	cfg := testConfig()
 	cfg.Writers = 1
 	h, _ := startHub(t, cfg)
-	stuck, _ := pooled(t, h, "r", "stuck", smallBuffers(), nil) // never read
-	_, healthy := pooled(t, h, "r", "healthy", socketOpts{}, nil)
+	stuck, _ := pooled(t, h, []string{"chat"}, "stuck", smallBuffers(), nil) // never read
+	_, healthy := pooled(t, h, []string{"chat"}, "healthy", socketOpts{}, nil)
 	healthy.start()
 
 	const n = 300 // 1.2 MB: far more than the stalled socket's buffers
 	for i := 1; i <= n; i++ {
-		h.Broadcast("r", message(i, 4096))
+		h.Broadcast("chat", message(i, 4096))
 		want := ids(i, i)[0]
 		healthy.await("event "+want, func(evs []sseEvent, _ bool) bool { return lastID(evs) == want })
 	}
@@ -59,10 +59,10 @@ func TestSlowSteadyPeerNotStalled(t *testing.T) {
 	cfg := testConfig()
 	cfg.WriteTimeout = time.Second
 	modes(t, cfg, smallBuffers(), func(t *testing.T, h *Hub, _ *logRecorder, open opener) {
-		s, c := open("r", "s", smallBuffers(), nil)
+		s, c := open([]string{"chat"}, "s", smallBuffers(), nil)
 		const n, size, rate = 150, 4096, 200 << 10 // 600 KB at 200 KB/s: 3 s
 		for i := 1; i <= n; i++ {
-			h.Broadcast("r", message(i, size))
+			h.Broadcast("chat", message(i, size))
 		}
 		start := time.Now()
 		c.trickle(rate)
@@ -89,10 +89,10 @@ func TestNoProgressClosedAsStalled(t *testing.T) {
 	cfg := testConfig()
 	cfg.WriteTimeout = 300 * time.Millisecond
 	modes(t, cfg, smallBuffers(), func(t *testing.T, h *Hub, logs *logRecorder, open opener) {
-		s, c := open("r", "s", smallBuffers(), nil)
+		s, c := open([]string{"chat"}, "s", smallBuffers(), nil)
 		const n = 100 // 400 KB
 		for i := 1; i <= n; i++ {
-			h.Broadcast("r", message(i, 4096))
+			h.Broadcast("chat", message(i, 4096))
 		}
 		eventually(t, never, "the stalled stream closed and removed", func() bool {
 			st := h.Stats()
@@ -102,7 +102,7 @@ func TestNoProgressClosedAsStalled(t *testing.T) {
 		if st := h.Stats(); st.Evictions != 1 {
 			t.Fatalf("stats %+v", st)
 		}
-		if n := logs.count(slogInfo, "stream evicted", map[string]string{"reason": "stalled", "room": "r"}); n != 1 {
+		if n := logs.count(slogInfo, "stream evicted", map[string]string{"reason": "stalled", "rooms": "chat"}); n != 1 {
 			t.Fatalf("%d log records of the eviction, want 1", n)
 		}
 		got := describe(c.awaitEnd(false))

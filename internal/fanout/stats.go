@@ -3,6 +3,7 @@ package fanout
 // Stats are the hub's counters, for logs and metrics.
 type Stats struct {
 	Streams   int              `json:"streams"`   // open streams
+	Rooms     int              `json:"rooms"`     // rooms with at least one open stream
 	Goroutine int              `json:"goroutine"` // of them, in Goroutine mode
 	Pooled    int              `json:"pooled"`    // of them, in Pooled mode
 	Draining  int              `json:"draining"`  // pooled streams on a goroutine of their own, waiting for a full socket
@@ -15,7 +16,8 @@ type Stats struct {
 func (h *Hub) Stats() Stats {
 	h.mu.RLock()
 	st := Stats{
-		Streams:   h.reg.total,
+		Streams:   h.reg.total(),
+		Rooms:     len(h.reg.rooms),
 		Goroutine: h.reg.modes[Goroutine],
 		Pooled:    h.reg.modes[Pooled],
 	}

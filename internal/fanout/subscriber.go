@@ -2,6 +2,8 @@ package fanout
 
 import (
 	"net"
+	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -41,17 +43,19 @@ const (
 // Hub.Subscribe.
 type Subscriber struct {
 	hub     *Hub
-	room    string
+	rooms   []string // sorted by compareRooms, no duplicates
 	session string
 	mode    Mode
+	release func() // called once it left the registry (Hub.remove); may be nil
 
 	done   chan struct{} // closed when the stream ends (closed is set)
 	notify chan struct{} // Goroutine mode: an event or the end is waiting; buffered 1
 
 	// Guarded by hub.mu.
-	roomIdx    int  // position in the registry's room list
-	sessionIdx int  // position in the registry's session list
-	removed    bool // taken out of the registry
+	roomIdx    []int // roomIdx[i]: position in the registry's list of rooms[i]
+	sessionIdx int   // position in the registry's session list
+	allIdx     int   // position in the registry's list of all streams
+	removed    bool  // taken out of the registry
 
 	mu      sync.Mutex // guards the fields up to armMu
 	q       queue
@@ -70,16 +74,24 @@ type Subscriber struct {
 	armMu  sync.Mutex
 	target interface{ SetWriteDeadline(time.Time) error }
 
+	// Owned by the stream's writer (the holder of the write token, or
+	// Serve), and before Attach or Serve by the request goroutine.
+	pos *Position // what its id lines say: where its client is in each room
+
 	// Pooled mode: owned by the holder of the write token.
 	pending pending
 }
 
-func newSubscriber(h *Hub, room, session string, mode Mode) *Subscriber {
+// newSubscriber makes a subscriber of rooms, sorted by sortRooms.
+func newSubscriber(h *Hub, rooms []string, session string, mode Mode, release func()) *Subscriber {
 	return &Subscriber{
 		hub:     h,
-		room:    room,
+		rooms:   rooms,
 		session: session,
 		mode:    mode,
+		release: release,
+		pos:     newPosition(rooms, nil),
+		roomIdx: make([]int, len(rooms)),
 		done:    make(chan struct{}),
 		notify:  make(chan struct{}, 1),
 	}
@@ -88,13 +100,48 @@ func newSubscriber(h *Hub, room, session string, mode Mode) *Subscriber {
 // Done is closed when the stream has ended, for whatever reason.
 func (s *Subscriber) Done() <-chan struct{} { return s.done }
 
-// SkipUpTo drops the queued events, and those broadcast later, whose
-// non-zero ID is not after id: a replay already sent them. Events without
-// an ID are kept. Call it before Attach or Serve.
-func (s *Subscriber) SkipUpTo(id chat.ID) {
+// SkipUpTo drops the queued events of room, and those broadcast later,
+// whose non-zero ID is not after id: a replay of room already sent them.
+// Events of other rooms, and events without an ID, are kept. A room not on
+// the stream is ignored. Call it, for each room replayed, before Attach or
+// Serve.
+func (s *Subscriber) SkipUpTo(room string, id chat.ID) {
+	if _, ok := roomIndex(s.rooms, room); !ok {
+		return
+	}
 	s.mu.Lock()
-	s.q.skipUpTo(id)
+	s.q.skipUpTo(room, id)
 	s.mu.Unlock()
+}
+
+// SetPosition gives the stream the position its replay brought the client
+// to: the request goroutine writes the replay with p (Position.Wire or
+// AppendWire), then hands p over, and the stream's writer goes on from
+// there. Call it before Attach or Serve; afterwards it is an error, logged
+// and ignored. Without it, a stream starts at NewPosition(rooms, nil).
+//
+// p should be a position of the stream's rooms. If it is not, the error is
+// logged and the stream takes p's entries of its own rooms.
+func (s *Subscriber) SetPosition(p *Position) {
+	if p == nil {
+		return
+	}
+	if !slices.Equal(p.rooms, s.rooms) {
+		s.hub.log.Error("fanout: SetPosition of other rooms than the stream's",
+			"rooms", strings.Join(s.rooms, ","), "position", p.String())
+		start := make(map[string]chat.ID, len(p.rooms))
+		for i, room := range p.rooms {
+			start[room] = p.ids[i]
+		}
+		p = newPosition(s.rooms, start)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.serving || s.conn != nil {
+		s.hub.log.Error("fanout: SetPosition after Attach or Serve", "rooms", strings.Join(s.rooms, ","))
+		return
+	}
+	s.pos = p
 }
 
 // Cancel ends a subscriber that was never attached or served (its replay

@@ -1,0 +1,386 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"chatroom/internal/broker"
+	"chatroom/internal/chat"
+	"chatroom/internal/presence"
+)
+
+// activeListed is how many active rooms the page and /rooms list.
+const activeListed = 50
+
+// roomPath is the page of room: "/" for the default room.
+func roomPath(room string) string {
+	if room == chat.DefaultRoom {
+		return "/"
+	}
+	return "/r/" + room
+}
+
+// roomURL is the URL of one of room's actions ("post", "typing", …); the
+// default room's post stays the tutorial's /post.
+func roomURL(room, action string) string {
+	if room == chat.DefaultRoom && action == "post" {
+		return "/post"
+	}
+	return "/r/" + room + "/" + action
+}
+
+// roomOf returns the room a request names: the default room for routes
+// without {room}, else the path's, canonical. A spelling that differs only
+// in ASCII case is redirected (GET) to the canonical path; anything else is
+// answered 400. ok false: the answer is written.
+func roomOf(w http.ResponseWriter, r *http.Request) (string, bool) {
+	if !strings.Contains(r.Pattern, "{room}") { // "/", "/post": the default room
+		return chat.DefaultRoom, true
+	}
+	raw := r.PathValue("room")
+	room, ok := chat.CanonicalRoom(raw)
+	switch {
+	case !ok:
+		httpError(w, http.StatusBadRequest, chat.RoomError(raw).Error())
+		return "", false
+	case room != raw && r.Method == http.MethodGet:
+		u := *r.URL
+		u.Path = roomPath(room)
+		if rest, ok := cutRoomPrefix(r.URL.Path, raw); ok {
+			u.Path = "/r/" + room + rest
+		}
+		u.RawPath = ""
+		http.Redirect(w, r, u.RequestURI(), http.StatusMovedPermanently)
+		return "", false
+	case room != raw:
+		httpError(w, http.StatusBadRequest, fmt.Sprintf("room names are lowercase: use %q", room))
+		return "", false
+	}
+	return room, true
+}
+
+// cutRoomPrefix returns what follows "/r/<raw>" in path.
+func cutRoomPrefix(path, raw string) (string, bool) {
+	return strings.CutPrefix(path, "/r/"+raw)
+}
+
+// safeNext returns where a login may send the user back to: the default
+// room or a room page, nothing else (never another site, never a path that
+// is not a page).
+func safeNext(next string) string {
+	if next == "/" {
+		return next
+	}
+	if room, ok := cutRoomPrefix(next, ""); ok && chat.ValidRoom(room) {
+		return "/r/" + room
+	}
+	return "/"
+}
+
+// roomPage is the chat page's data.
+type roomPage struct {
+	User, UID string
+	Room      string
+	Messages  []chat.Message
+	LastID    string // Room's newest ID ("0-0": empty history)
+	Position  string // composite position of every joined room
+	Joined    []string
+	Active    []broker.ActiveRoom
+	MaxLen    int
+	Degraded  bool
+	PostURL   string
+	TypingURL string
+	LeaveURL  string
+	JoinURL   string
+}
+
+// joinRoom joins uid to room (rate-limited per user when it is new to
+// them). It returns 0, or the status and sentence for the client.
+func (d deps) joinRoom(ctx context.Context, w http.ResponseWriter, who identity, room string) (int, string) {
+	joined, err := d.broker.Joined(ctx, who.UID, d.rooms.max)
+	if err != nil {
+		return http.StatusServiceUnavailable, "the chat store is unavailable; try again in a moment"
+	}
+	if slices.Contains(joined, room) {
+		return 0, ""
+	}
+	wait, err := d.allow(ctx, "join:"+who.UID, d.rooms.joinsPerMin, d.rooms.joinsPerMin, time.Minute)
+	if err != nil {
+		return http.StatusServiceUnavailable, "the chat store is unavailable; try again in a moment"
+	}
+	if wait > 0 {
+		w.Header().Set("Retry-After", retryAfter(wait))
+		return http.StatusTooManyRequests, fmt.Sprintf("you are joining rooms too fast; try again in %s s", retryAfter(wait))
+	}
+	if _, err := d.broker.Join(ctx, who.UID, room, d.rooms.max); err != nil {
+		if errors.Is(err, broker.ErrTooManyRooms) {
+			return http.StatusConflict, fmt.Sprintf("you are in %d rooms already, the most one person can join; leave one first", d.rooms.max)
+		}
+		return http.StatusServiceUnavailable, "the chat store is unavailable; try again in a moment"
+	}
+	if err := d.broker.Touch(ctx, room); err != nil {
+		d.log.Debug("active rooms not updated", "err", err)
+	}
+	return 0, ""
+}
+
+// handleRoom serves GET / and GET /r/{room}: the room's page with its
+// latest messages rendered on the server (opening a room joins it), or a
+// redirect to /login that comes back here.
+//
+// The page always carries the position its stream starts from (data-last-id
+// for this room, data-position for every joined room), so nothing posted
+// between rendering and subscribing is missed: the newest stored IDs, "0-0"
+// for an empty history, and when Redis cannot be read, a position taken
+// from the clock a little in the past (the stream then replays what was
+// stored since; maxClockSkew covers the difference between this clock and
+// Redis's).
+func handleRoom(d deps) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		room, ok := roomOf(w, r)
+		if !ok {
+			return
+		}
+		if r.PathValue("room") == chat.DefaultRoom {
+			http.Redirect(w, r, "/", http.StatusMovedPermanently)
+			return
+		}
+		who, ok := d.user(r)
+		if !ok {
+			target := "/login"
+			if room != chat.DefaultRoom {
+				target += "?next=" + url.QueryEscape(roomPath(room))
+			}
+			http.Redirect(w, r, target, http.StatusSeeOther)
+			return
+		}
+		p := roomPage{User: who.Name, UID: who.UID, Room: room, MaxLen: d.maxMessage,
+			PostURL: roomURL(room, "post"), TypingURL: roomURL(room, "typing"),
+			LeaveURL: roomURL(room, "leave"), JoinURL: roomURL(room, "join")}
+		degrade := func(what string, err error) {
+			d.log.Warn("chat page without "+what, "room", room, "err", err)
+			p.Degraded = true
+		}
+		if status, msg := d.joinRoom(r.Context(), w, who, room); status == http.StatusServiceUnavailable {
+			degrade("joined rooms", errors.New(msg))
+		} else if status != 0 {
+			httpError(w, status, msg)
+			return
+		}
+		joined, err := d.broker.Joined(r.Context(), who.UID, d.rooms.max)
+		if err != nil {
+			degrade("joined rooms", err)
+		}
+		if !slices.Contains(joined, room) {
+			joined = chat.SortRooms(append(joined, room))
+		}
+		p.Joined = joined
+		if p.Active, err = d.broker.Active(r.Context(), activeListed); err != nil {
+			degrade("active rooms", err)
+		}
+		msgs, pos, err := d.broker.Recent(r.Context(), room, d.pageHistory)
+		newest, err2 := d.broker.NewestMany(r.Context(), joined)
+		if err == nil {
+			err = err2
+		}
+		if err != nil {
+			// The page still works: its stream catches up once Redis is
+			// back, and says the chat is degraded meanwhile.
+			degrade("history", err)
+			clock := chat.ID{Ms: uint64(time.Now().Add(-maxClockSkew).UnixMilli())}
+			pos = clock
+			newest = make(map[string]chat.ID, len(joined))
+			for _, j := range joined {
+				newest[j] = clock
+			}
+		}
+		newest[room] = pos // the messages rendered end exactly here
+		p.Messages = msgs
+		p.LastID = pos.String()
+		if pos.IsZero() {
+			p.LastID = "0-0" // before the first message
+		}
+		p.Position = chat.FormatPositions(joined, newest)
+		render(w, d, http.StatusOK, "chat.html", p)
+	})
+}
+
+// navigated reports whether a request is a page navigation (a plain form
+// POST without JavaScript), which gets a redirect instead of 204.
+func navigated(r *http.Request) bool {
+	return r.Header.Get("Sec-Fetch-Mode") == "navigate" || r.FormValue("redirect") == "1"
+}
+
+// handleJoin serves POST /r/{room}/join: 204 (or 303 to the room).
+func handleJoin(d deps) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		room, ok := roomOf(w, r)
+		if !ok {
+			return
+		}
+		who, ok := d.user(r)
+		if !ok {
+			httpError(w, http.StatusUnauthorized, "you are not logged in: open / to log in")
+			return
+		}
+		if status, msg := d.joinRoom(r.Context(), w, who, room); status != 0 {
+			httpError(w, status, msg)
+			return
+		}
+		if navigated(r) {
+			http.Redirect(w, r, roomPath(room), http.StatusSeeOther)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+}
+
+// handleLeave serves POST /r/{room}/leave: 204 (or 303 to /).
+func handleLeave(d deps) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		room, ok := roomOf(w, r)
+		if !ok {
+			return
+		}
+		who, ok := d.user(r)
+		if !ok {
+			httpError(w, http.StatusUnauthorized, "you are not logged in: open / to log in")
+			return
+		}
+		if err := d.broker.Leave(r.Context(), who.UID, room); err != nil {
+			w.Header().Set("Retry-After", "2")
+			httpError(w, http.StatusServiceUnavailable, "the chat store is unavailable; try again in a moment")
+			return
+		}
+		if navigated(r) {
+			http.Redirect(w, r, "/", http.StatusSeeOther)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+}
+
+// handleTyping serves POST /r/{room}/typing: tells the room's other
+// streams, on every instance, that the user is typing. Never stored.
+func handleTyping(d deps) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		room, ok := roomOf(w, r)
+		if !ok {
+			return
+		}
+		who, ok := d.user(r)
+		if !ok {
+			httpError(w, http.StatusUnauthorized, "you are not logged in: open / to log in")
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, 1024) // no body is needed
+		wait, err := d.allow(r.Context(), "typing:"+who.UID+":"+room, d.rooms.typingPerMin, 2, time.Minute)
+		if err != nil {
+			w.Header().Set("Retry-After", "2")
+			httpError(w, http.StatusServiceUnavailable, "the chat store is unavailable")
+			return
+		}
+		if wait > 0 {
+			w.Header().Set("Retry-After", retryAfter(wait))
+			httpError(w, http.StatusTooManyRequests, fmt.Sprintf("typing signals are limited to %d a minute; try again in %s s", d.rooms.typingPerMin, retryAfter(wait)))
+			return
+		}
+		sig := chat.Signal{Kind: chat.SignalTyping, Room: room, User: who.Name, UID: who.UID}
+		if err := d.broker.PublishSignal(r.Context(), sig); err != nil {
+			w.Header().Set("Retry-After", "2")
+			httpError(w, http.StatusServiceUnavailable, "the chat store is unavailable")
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+}
+
+// onlineList is the data of a presence event and of /r/{room}/online.
+type onlineList struct {
+	Room  string            `json:"room"`
+	Users []presence.Member `json:"users"`
+	Count int               `json:"count"`
+}
+
+// handleOnline serves GET /r/{room}/online: who is in the room now, on
+// every instance.
+func handleOnline(d deps) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		room, ok := roomOf(w, r)
+		if !ok {
+			return
+		}
+		if _, ok := d.user(r); !ok {
+			httpError(w, http.StatusUnauthorized, "you are not logged in: open / to log in")
+			return
+		}
+		users, n, err := d.presence.Online(r.Context(), room)
+		if err != nil {
+			w.Header().Set("Retry-After", "2")
+			httpError(w, http.StatusServiceUnavailable, "the chat store is unavailable")
+			return
+		}
+		writeJSON(w, onlineList{Room: room, Users: nonNil(users), Count: n})
+	})
+}
+
+// handleRooms serves GET /rooms: the user's rooms and the active ones.
+func handleRooms(d deps) http.Handler {
+	type joinedRoom struct {
+		Room   string `json:"room"`
+		LastID string `json:"last_id"`
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		who, ok := d.user(r)
+		if !ok {
+			httpError(w, http.StatusUnauthorized, "you are not logged in: open / to log in")
+			return
+		}
+		joined, err := d.broker.Joined(r.Context(), who.UID, d.rooms.max)
+		var newest map[string]chat.ID
+		if err == nil {
+			newest, err = d.broker.NewestMany(r.Context(), joined)
+		}
+		var active []broker.ActiveRoom
+		if err == nil {
+			active, err = d.broker.Active(r.Context(), activeListed)
+		}
+		if err != nil {
+			w.Header().Set("Retry-After", "2")
+			httpError(w, http.StatusServiceUnavailable, "the chat store is unavailable")
+			return
+		}
+		body := struct {
+			Joined []joinedRoom        `json:"joined"`
+			Active []broker.ActiveRoom `json:"active"`
+		}{Joined: []joinedRoom{}, Active: nonNil(active)}
+		for _, j := range joined {
+			last := newest[j].String()
+			if last == "" {
+				last = "0-0" // before the first message
+			}
+			body.Joined = append(body.Joined, joinedRoom{j, last})
+		}
+		writeJSON(w, body)
+	})
+}
+
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	json.NewEncoder(w).Encode(v)
+}
