@@ -1142,13 +1142,16 @@ func (b *bench) postOne(ctx context.Context, sess session, seq int, st *runState
 
 // analyze fills res from what the subscribers and senders recorded.
 func analyze(res *result, subs []*subscriber, posts []postRecord, st *runState) {
+	var postLats []uint32 // µs
 	for _, p := range posts {
 		if p.status == "204" {
 			res.Accepted++
+			postLats = append(postLats, uint32(min(max(p.end-p.start, 0)/1000, 1<<32-1)))
 		} else {
 			res.PostErrors[p.status]++
 		}
 	}
+	slices.Sort(postLats)
 	byRoom := postsByRoom(st, posts, false)
 	var all []uint32
 	for _, s := range subs {
@@ -1196,6 +1199,8 @@ func analyze(res *result, subs []*subscriber, posts []postRecord, st *runState) 
 	res.P50Ms = ms(percentile(all, 50))
 	res.P90Ms = ms(percentile(all, 90))
 	res.P99Ms = ms(percentile(all, 99))
+	res.PostP50Ms = ms(percentile(postLats, 50))
+	res.PostP99Ms = ms(percentile(postLats, 99))
 	if len(all) > 0 {
 		res.MaxMs = ms(all[len(all)-1])
 	}

@@ -211,7 +211,8 @@ func parseFlags(args []string, stdout io.Writer) (*config, error) {
 			fmt.Fprintf(stdout, "  %-7s %s\n", s.Name, s.Desc)
 		}
 		fmt.Fprintf(stdout, "\nOutput: one table row per run (and a median row per scenario with -runs > 1):\n"+
-			"  loss/dups/order are (subscriber, message) pairs; p50..max: POST start → event read;\n"+
+			"  loss/dups/order are (subscriber, message) pairs; x-room: messages that reached a subscriber of\n"+
+			"  another room; post p99: POST start → 204; p50..max: POST start → event read;\n"+
 			"  deliv/s: deliveries / (first POST → last delivery); srv/redis/gen µs/dl: CPU time of the\n"+
 			"  servers, redis-server and the generator per delivery; RSS KiB/sub: server RSS growth\n"+
 			"  from before the subscribers connected to after, per subscriber; stalled/closed: stalled\n"+

@@ -421,3 +421,18 @@ func TestBenchStormAgainstFake(t *testing.T) {
 		})
 	}
 }
+
+// TestPostLatency checks the POST → 204 percentiles: accepted POSTs only.
+func TestPostLatency(t *testing.T) {
+	var posts []postRecord
+	for i := 1; i <= 100; i++ {
+		posts = append(posts, postRecord{start: 1e9, end: 1e9 + int64(i)*1e6, status: "204"})
+	}
+	posts = append(posts, postRecord{start: 1e9, end: 1e9 + 5e9, status: "503"}, postRecord{start: 1e9, status: "timeout"})
+	st := &runState{msgs: len(posts), ids: make([]atomic.Pointer[chat.ID], len(posts))}
+	res := &result{PostErrors: map[string]int{}}
+	analyze(res, nil, posts, st)
+	if res.PostP50Ms != 50 || res.PostP99Ms != 99 || res.Accepted != 100 {
+		t.Errorf("post p50 %v p99 %v accepted %d; want 50 99 100", res.PostP50Ms, res.PostP99Ms, res.Accepted)
+	}
+}
