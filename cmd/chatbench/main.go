@@ -19,6 +19,14 @@
 // server closed. It needs no server flag, so it runs against older servers
 // too (-server-bin).
 //
+// The rooms, spread and storm scenarios (issue 9) spread subscribers and
+// messages over rooms (rooms.go): each subscriber is its own user alone in
+// one room, so its stream carries that room only, and must get exactly
+// that room's messages (any other counts as x-room). storm (storm.go) opens
+// the streams while posting and then checks every room's online list, by
+// GET /r/{room}/online and by one observer stream per room. The issue's
+// targets are printed after the table ("Targets") and written to the JSON.
+//
 //	go run ./cmd/chatbench -scenario large -runs 3 -json bench.json
 //	go run ./cmd/chatbench -scenario large,slow -server-bin /path/to/old/chatroom
 //	go run ./cmd/chatbench -smoke
