@@ -382,11 +382,16 @@ func TestBenchStormAgainstFake(t *testing.T) {
 		name                string
 		fault               func(*fakeChat)
 		pollWrong, evsWrong int
+		obsReconnects       int64
 	}{
-		{"correct", func(*fakeChat) {}, 0, 0},
+		{"correct", func(*fakeChat) {}, 0, 0, 0},
 		// s<tag>7 and s<tag>17 are in rooms 3 and 1 of 4.
-		{"users missing", func(f *fakeChat) { f.hide = hide7 }, 2, 2},
-		{"no join events", func(f *fakeChat) { f.noJoins = true }, 0, 4},
+		{"users missing", func(f *fakeChat) { f.hide = hide7 }, 2, 2, 0},
+		{"no join events", func(f *fakeChat) { f.noJoins = true }, 0, 4, 0},
+		// The first stream is observer 0's: it ends after its presence
+		// event and one join; the resumed stream's presence event puts the
+		// list right.
+		{"observer reconnects", func(f *fakeChat) { f.closeAfter = 2 }, 0, 0, 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -405,8 +410,9 @@ func TestBenchStormAgainstFake(t *testing.T) {
 			}
 			r, sr := rep.Results[0], rep.Results[0].Storm
 			if sr.Connected != 20 || sr.Observers != 4 || sr.NoPresence != 0 || sr.BadEvents != 0 ||
-				sr.PollWrong != tt.pollWrong || sr.EventsWrong != tt.evsWrong || math.IsNaN(sr.PollSec) {
-				t.Errorf("storm = %+v, want %d and %d rooms wrong", sr, tt.pollWrong, tt.evsWrong)
+				sr.PollWrong != tt.pollWrong || sr.EventsWrong != tt.evsWrong || math.IsNaN(sr.PollSec) ||
+				sr.ObserverReconnects != tt.obsReconnects {
+				t.Errorf("storm = %+v, want %d and %d rooms wrong, %d observer reconnects", sr, tt.pollWrong, tt.evsWrong, tt.obsReconnects)
 			}
 			if tt.pollWrong+tt.evsWrong > 0 && sr.FirstWrong == "" {
 				t.Error("no first wrong list")

@@ -265,6 +265,8 @@ func mergeStorms(rs []*result) *stormResult {
 	}
 	for _, s := range ss {
 		m.BadEvents = max(m.BadEvents, s.BadEvents)
+		m.ObserverReconnects = max(m.ObserverReconnects, s.ObserverReconnects)
+		m.ObserverDisconnects = max(m.ObserverDisconnects, s.ObserverDisconnects)
 		if m.FirstWrong == "" {
 			m.FirstWrong = s.FirstWrong
 		}
@@ -346,9 +348,11 @@ func writeStorms(w io.Writer, rs []*result) {
 				name += " (median)"
 			}
 			fmt.Fprintf(w, "  %s: %d of %d subscribers connected, the last %s s after the first open; presence events on all %s s later, %d never;\n"+
-				"    online lists correct after the last connect: GET %s s (%d of %d rooms never), observers %s s (%d never)\n",
+				"    online lists correct after the last connect: GET %s s (%d of %d rooms never), observers %s s (%d never;\n"+
+				"    observers reconnected %d times, got %d disconnect events)\n",
 				name, sr.Connected, r.Subs, fmtFloat(sr.ConnectSpanSec), fmtFloat(sr.PresenceSec), sr.NoPresence,
-				fmtFloat(sr.PollSec), sr.PollWrong, sr.Observers, fmtFloat(sr.EventsSec), sr.EventsWrong)
+				fmtFloat(sr.PollSec), sr.PollWrong, sr.Observers, fmtFloat(sr.EventsSec), sr.EventsWrong,
+				sr.ObserverReconnects, sr.ObserverDisconnects)
 			if sr.FirstWrong != "" {
 				fmt.Fprintf(w, "    first wrong list: %s\n", sr.FirstWrong)
 			}

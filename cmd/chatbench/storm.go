@@ -39,6 +39,11 @@ type stormResult struct {
 	EventsSec   float64 `json:"online_events_s"`
 	EventsWrong int     `json:"online_events_wrong_rooms"`
 	BadEvents   int64   `json:"bad_presence_events"` // presence/join/leave events that did not parse or named another room
+	// ObserverReconnects and ObserverDisconnects count the observers'
+	// stream restarts and disconnect events: a resumed stream's list
+	// depends on the presence event sent after the resume.
+	ObserverReconnects  int64 `json:"observer_reconnects"`
+	ObserverDisconnects int64 `json:"observer_disconnects"`
 	// FirstWrong says how the first wrong room's list differed.
 	FirstWrong string `json:"first_wrong,omitempty"`
 }
@@ -314,6 +319,8 @@ func finishStorm(sr *stormResult, subs, observers []*subscriber) {
 	}
 	for _, o := range observers {
 		sr.BadEvents += o.online.bad
+		sr.ObserverReconnects += o.reconn
+		sr.ObserverDisconnects += o.discon
 		if sr.FirstWrong == "" && o.online.correctSince.Load() == 0 {
 			if err := nameDiff(o.online.room, o.online.have, o.online.want); err != nil {
 				sr.FirstWrong = "observer: " + err.Error()
