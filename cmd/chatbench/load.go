@@ -36,6 +36,15 @@ const (
 	lagWarn        = 100 * time.Millisecond // warn when the sender falls this far behind
 	otherWarn      = 0.2                    // warn when other processes used this many CPUs meanwhile
 	maxSSELine     = 1 << 20                // longest SSE line (and event data) a stream may send
+	connPoll       = 10 * time.Millisecond  // how often a wait for connects checks
+	maxWaitPolls   = 1_000_000              // bound on the polls of any wait loop (each is also bounded in time)
+	drainQuiet     = 200 * time.Millisecond // storm: deliveries must have stopped this long before the drain ends
+	onlinePoll     = 100 * time.Millisecond // storm: interval of GET /r/{room}/online per room
+	onlineConc     = 16                     // storm: online-list requests in flight at most
+	maxOnlineBody  = 1 << 20                // storm: longest online list read
+	// senderRooms is the most rooms a sender joins: the server's cap on the
+	// rooms one user may have joined (-max-rooms, 20 by default).
+	senderRooms = 20
 )
 
 // bench holds what lives across scenarios: the HTTP clients, the built
@@ -214,7 +223,8 @@ func (b *bench) startEnv(ctx context.Context, s scenario, runNo int) (*env, erro
 		addr := "127.0.0.1:" + strconv.Itoa(port)
 		name := fmt.Sprintf("server-%s-%d-%d", s.Name, runNo, i)
 		argv := append([]string{b.serverBin, "-addr", addr, "-redis", redisURL,
-			"-rate-posts", "0", "-rate-logins", "0", "-max-streams", "20000", "-streams-per-session", "0"}, cfg.serverArgs...)
+			"-rate-posts", "0", "-rate-logins", "0", "-max-streams", "20000", "-streams-per-session", "0"}, s.ServerArgs...)
+		argv = append(argv, cfg.serverArgs...)
 		p, err := startProc(name, filepath.Join(b.dir, name+".log"), cpus, argv)
 		if err != nil {
 			e.stop()
@@ -267,32 +277,71 @@ func (b *bench) waitReady(ctx context.Context, e *env) error {
 // session is a logged-in user on one instance.
 type session struct {
 	target  string
+	user    string // the name it logged in with
 	cookies []*http.Cookie
+}
+
+func (s *session) addCookies(req *http.Request) {
+	for _, c := range s.cookies {
+		req.AddCookie(c)
+	}
+}
+
+// update takes the cookies an answer set: each replaces the session's
+// cookie of its name (one with MaxAge < 0 deletes it).
+func (s *session) update(set []*http.Cookie) {
+	for _, c := range set {
+		s.cookies = slices.DeleteFunc(s.cookies, func(o *http.Cookie) bool { return o.Name == c.Name })
+		if c.MaxAge >= 0 {
+			s.cookies = append(s.cookies, c)
+		}
+	}
+}
+
+// forEach calls fn(i) for every i in [0, n), at most conc at a time. It
+// returns how many calls failed and the first error, or ctx's error.
+func forEach(ctx context.Context, n, conc int, fn func(i int) error) error {
+	sem := make(chan struct{}, conc)
+	var wg sync.WaitGroup
+	var mu sync.Mutex // guards failed and first
+	var failed int
+	var first error
+	for i := range n {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			wg.Wait()
+			return ctx.Err()
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if err := fn(i); err != nil {
+				mu.Lock()
+				if failed++; first == nil {
+					first = err
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if failed > 0 {
+		return fmt.Errorf("%d of %d failed; first: %w", failed, n, first)
+	}
+	return nil
 }
 
 // loginAll logs in users[i] on targets[i] with bounded concurrency.
 func (b *bench) loginAll(ctx context.Context, users, targets []string) ([]session, error) {
 	out := make([]session, len(users))
-	errs := make([]error, len(users))
-	sem := make(chan struct{}, b.cfg.loginConc)
-	var wg sync.WaitGroup
-	for i := range users {
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-			wg.Wait()
-			return nil, ctx.Err()
-		}
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			defer func() { <-sem }()
-			out[i], errs[i] = b.loginOne(ctx, users[i], targets[i])
-		}(i)
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
+	err := forEach(ctx, len(users), b.cfg.loginConc, func(i int) (err error) {
+		out[i], err = b.loginOne(ctx, users[i], targets[i])
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("logins: %w", err)
 	}
 	return out, nil
 }
@@ -314,21 +363,149 @@ func (b *bench) loginOne(ctx context.Context, user, target string) (session, err
 	if resp.StatusCode >= 400 || len(cookies) == 0 {
 		return session{}, fmt.Errorf("login %s on %s: %s, %d cookies: %.200s", user, target, resp.Status, len(cookies), body)
 	}
-	return session{target: target, cookies: cookies}, nil
+	return session{target: target, user: user, cookies: cookies}, nil
+}
+
+// cast is who takes part in one run, logged in and in their rooms.
+type cast struct {
+	senders   []session
+	subUsers  []session // subscriber j is subUsers[j mod len]
+	observers []session // storm: observer r watches room r
+}
+
+// prepare logs in the run's users, each on the instance it uses, and with
+// rooms puts every subscriber user (and observer) in its room alone: join
+// it, leave the default room joined at login.
+func (b *bench) prepare(ctx context.Context, s scenario, st *runState, targets []string) (*cast, error) {
+	k := len(targets)
+	tag := string(st.tag)
+	nSend := st.senders(b.cfg.senders)
+	nUsers := s.Subs // with rooms every subscriber is its own user
+	if s.Rooms == 0 {
+		nUsers = min(b.cfg.subUsers, s.Subs)
+		nUsers = (nUsers + k - 1) / k * k // a multiple of k: subscriber j on instance j mod k
+	}
+	nObs := 0
+	if s.Storm {
+		nObs = st.nRooms()
+	}
+	var users, where []string
+	for i := range nSend {
+		users = append(users, "p"+tag+strconv.Itoa(i))
+		where = append(where, targets[i%k])
+	}
+	for i := range nUsers {
+		users = append(users, "s"+tag+strconv.Itoa(i))
+		where = append(where, targets[i%k])
+	}
+	for r := range nObs {
+		users = append(users, "o"+tag+strconv.Itoa(r))
+		where = append(where, targets[r%k])
+	}
+	b.logf("logging in %d senders, %d subscriber users and %d observers", nSend, nUsers, nObs)
+	sessions, err := b.loginAll(ctx, users, where)
+	if err != nil {
+		return nil, err
+	}
+	c := &cast{senders: sessions[:nSend], subUsers: sessions[nSend : nSend+nUsers], observers: sessions[nSend+nUsers:]}
+	if s.Rooms == 0 {
+		return c, nil
+	}
+	b.logf("moving %d users into %d rooms", len(sessions), st.nRooms())
+	err = forEach(ctx, len(sessions), b.cfg.loginConc, func(i int) error {
+		var rooms []string
+		switch j := i - nSend; {
+		case i < nSend: // a room's posts need it joined: sender i posts to rooms r ≡ i (mod S)
+			for r := i; r < st.nRooms(); r += nSend {
+				rooms = append(rooms, st.roomName(r))
+			}
+		case j < nUsers: // subscriber j (and j + U, …): room j mod R
+			rooms = []string{st.roomName(st.roomOf(j))}
+		default: // observer r: room r
+			rooms = []string{st.roomName(j - nUsers)}
+		}
+		// Leave the default room first: it counts in the joined rooms' cap.
+		if err := b.roomAction(ctx, &sessions[i], chat.DefaultRoom, "leave"); err != nil {
+			return err
+		}
+		for _, room := range rooms {
+			if err := b.roomAction(ctx, &sessions[i], room, "join"); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("joining rooms: %w", err)
+	}
+	return c, nil
 }
 
 // runState is shared by the subscribers and senders of one run.
 type runState struct {
-	tag      []byte // run tag in every message text: ignore other runs' messages
-	msgs     int
+	tag   []byte // run tag in every message text: ignore other runs' messages
+	msgs  int
+	rooms []string // the run's rooms; nil: the default room only
+	// storm: a subscriber expects only the messages posted after its
+	// stream went live (it connects while they are posted).
+	storm    bool
 	ids      []atomic.Pointer[chat.ID] // stream ID seen first for each message
 	unique   atomic.Int64              // unique deliveries of this run's messages
 	idErrs   atomic.Int64              // a message seen with two different IDs
 	lastRecv atomic.Int64              // unix ns of the latest delivery
 	conns    atomic.Int64              // subscribers connected (retry: read)
+	lastConn atomic.Int64              // unix ns of the latest first connect
 
 	errMu    sync.Mutex // guards firstErr
 	firstErr error      // first error of a subscriber that never connected
+}
+
+// nRooms is the number of rooms messages and subscribers are spread over.
+func (st *runState) nRooms() int { return max(len(st.rooms), 1) }
+
+// roomOf is the room index of message seq (and of subscriber seq).
+func (st *runState) roomOf(seq int) int { return seq % st.nRooms() }
+
+// roomName is the name of room r ("" is never returned).
+func (st *runState) roomName(r int) string {
+	if st.rooms == nil {
+		return chat.DefaultRoom
+	}
+	return st.rooms[r]
+}
+
+// senders is the number of senders S for a wish of want: at most one per
+// message, and with rooms at most one per room but enough that none joins
+// more than senderRooms rooms.
+func (st *runState) senders(want int) int {
+	n := min(want, max(st.msgs, 1))
+	if st.rooms != nil {
+		n = min(max(n, (len(st.rooms)+senderRooms-1)/senderRooms), len(st.rooms))
+	}
+	return n
+}
+
+// senderOf is the sender of message i of n senders: i mod S, and with
+// rooms that of its room, room mod S (the rooms the sender joined).
+func (st *runState) senderOf(i, n int) int {
+	if st.rooms == nil {
+		return i % n
+	}
+	return st.roomOf(i) % n
+}
+
+// expects reports whether subscriber s must receive message q, posted as p:
+// a message of its room, and in a storm one whose POST started after the
+// stream went live (its room's presence event had been read).
+func (st *runState) expects(s *subscriber, q int, p postRecord) bool {
+	if st.roomOf(q) != s.room {
+		return false
+	}
+	if !st.storm {
+		return true
+	}
+	live := s.liveAt.Load()
+	return live != 0 && live < p.start
 }
 
 // subErr records a subscriber's error for the connect-timeout message.
@@ -341,22 +518,30 @@ func (st *runState) subErr(err error) {
 }
 
 // subscriber is one SSE stream. Its fields are written only by its own
-// goroutine and read after that goroutine ended.
+// goroutine and read after that goroutine ended, except the atomics.
 type subscriber struct {
-	sess     session
-	seen     []uint64 // bitset over message sequence numbers
-	seqs     []uint32 // sequence numbers in receive order
-	lats     []uint32 // latency in µs, same order
-	dups     int64
-	idOrder  int64 // stream ID not above the previous one
-	foreign  int64
-	reconn   int64
-	discon   int64
-	notices  int64
-	statuses int64
-	lastID   chat.ID
-	conned   bool
-	err      error
+	sess      session
+	room      int      // index of its room (0 without rooms)
+	seen      []uint64 // bitset over message sequence numbers
+	seqs      []uint32 // sequence numbers in receive order
+	lats      []uint32 // latency in µs, same order
+	dups      int64
+	idOrder   int64 // stream ID not above the previous one
+	foreign   int64
+	wrongRoom int64 // messages of this run posted to another room
+	reconn    int64
+	discon    int64
+	notices   int64
+	statuses  int64
+	lastID    chat.ID
+	conned    bool
+	err       error
+
+	// liveAt is the unix ns at which the first presence event of its room
+	// was read: the stream was live by then (presence follows the replay).
+	liveAt atomic.Int64
+	// online, for an observer, follows its room's online list.
+	online *onlineTracker
 
 	stalled bool   // never reads after connecting (runStalled)
 	closed  bool   // stalled: the server had closed the stream by the drain
@@ -434,9 +619,7 @@ func streamRequest(ctx context.Context, sess session, last []byte) (*http.Reques
 	if len(last) > 0 {
 		req.Header.Set("Last-Event-ID", string(last))
 	}
-	for _, c := range sess.cookies {
-		req.AddCookie(c)
-	}
+	sess.addCookies(req)
 	return req, nil
 }
 
@@ -462,6 +645,7 @@ func (s *subscriber) read(p *sse.Reader, st *runState, connected func()) error {
 		case sse.KindRetry:
 			if !s.conned {
 				s.conned = true
+				storeMax(&st.lastConn, time.Now().UnixNano())
 				connected()
 			}
 			continue
@@ -469,9 +653,18 @@ func (s *subscriber) read(p *sse.Reader, st *runState, connected func()) error {
 			continue
 		}
 		now := time.Now().UnixNano()
-		switch string(it.Type) {
+		switch typ := string(it.Type); typ {
 		case "message":
-			s.onMessage(it, st, now)
+			if s.online == nil { // observers count no messages
+				s.onMessage(it, st, now)
+			}
+		case "presence", "join", "leave":
+			if typ == "presence" && s.liveAt.Load() == 0 && isRoom(it.Data, st.roomName(s.room)) {
+				s.liveAt.Store(now)
+			}
+			if s.online != nil {
+				s.online.apply(typ, it.Data, now)
+			}
 		case "disconnect":
 			s.discon++
 		case "notice":
@@ -482,8 +675,24 @@ func (s *subscriber) read(p *sse.Reader, st *runState, connected func()) error {
 	}
 }
 
-// onMessage records a message event: its latency, duplicates, and the
-// order of its stream ID.
+// isRoom reports whether the JSON object data has "room" equal to room.
+func isRoom(data []byte, room string) bool {
+	v, ok := jsonMember(data, "room")
+	return ok && len(v) >= 2 && v[0] == '"' && string(v[1:len(v)-1]) == room
+}
+
+// storeMax raises a to v unless it is already higher.
+func storeMax(a *atomic.Int64, v int64) {
+	for {
+		old := a.Load()
+		if v <= old || a.CompareAndSwap(old, v) {
+			return
+		}
+	}
+}
+
+// onMessage records a message event: its latency, duplicates, its room,
+// and the order of its stream ID (its room's entry of the position).
 func (s *subscriber) onMessage(it sse.Item, st *runState, now int64) {
 	text, ok := extractText(it.Data)
 	if !ok {
@@ -495,8 +704,14 @@ func (s *subscriber) onMessage(it sse.Item, st *runState, now int64) {
 		s.foreign++
 		return
 	}
+	room := st.roomName(s.room)
+	if st.rooms != nil && (st.roomOf(int(seq)) != s.room || !isRoom(it.Data, room)) {
+		s.wrongRoom++
+		return
+	}
 	// A server whose IDs are not stream IDs gets no ID checks.
-	if id, err := chat.ParseID(string(it.ID)); err == nil {
+	entry, _ := roomEntry(it.ID, room)
+	if id, err := chat.ParseID(string(entry)); err == nil {
 		if !id.After(s.lastID) {
 			s.idOrder++
 		}
@@ -526,18 +741,137 @@ func (s *subscriber) onMessage(it sse.Item, st *runState, now int64) {
 	s.seqs = append(s.seqs, uint32(seq))
 	s.lats = append(s.lats, uint32(min(lat, 1<<32-1)))
 	st.unique.Add(1)
-	for {
-		old := st.lastRecv.Load()
-		if now <= old || st.lastRecv.CompareAndSwap(old, now) {
-			break
-		}
-	}
+	storeMax(&st.lastRecv, now)
 }
 
 // postRecord is what one POST did.
 type postRecord struct {
 	start, end int64 // unix ns
 	status     string
+}
+
+// fleet runs the subscribers of one run: it owns their goroutines and the
+// context that ends them.
+type fleet struct {
+	b      *bench
+	st     *runState
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	// stalledWG tracks the stalled subscribers, which end once drain is
+	// closed (each drain is bounded by stalledDrain).
+	stalledWG sync.WaitGroup
+	drain     chan struct{}
+}
+
+func newFleet(ctx context.Context, b *bench, st *runState) *fleet {
+	f := &fleet{b: b, st: st, drain: make(chan struct{})}
+	f.ctx, f.cancel = context.WithCancel(ctx)
+	return f
+}
+
+// start runs sub in a goroutine. With sem, a slot of it is taken now and
+// given back when sub has connected (or ended): so at most cap(sem)
+// subscribers connect at once.
+func (f *fleet) start(ctx context.Context, sub *subscriber, sem chan struct{}) error {
+	if sem != nil {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	f.wg.Add(1)
+	if sub.stalled {
+		f.stalledWG.Add(1)
+	}
+	go func() {
+		defer f.wg.Done()
+		var once sync.Once
+		release := func() {
+			if sem != nil {
+				once.Do(func() { <-sem })
+			}
+		}
+		defer release()
+		connected := func() {
+			f.st.conns.Add(1)
+			release()
+		}
+		if sub.stalled {
+			defer f.stalledWG.Done()
+			sub.runStalled(f.ctx, f.st, connected, f.drain)
+			return
+		}
+		sub.run(f.ctx, f.b, f.st, connected)
+	}()
+	return nil
+}
+
+// startAll starts subs, at most -connect-concurrency connecting at once.
+func (f *fleet) startAll(ctx context.Context, subs []*subscriber) error {
+	sem := make(chan struct{}, f.b.cfg.connectConc)
+	for _, sub := range subs {
+		if err := f.start(ctx, sub, sem); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// waitConns waits until want subscribers have connected or deadline has
+// passed, and returns how many have.
+func (f *fleet) waitConns(ctx context.Context, want int64, deadline time.Time) (int64, error) {
+	for n := 0; f.st.conns.Load() < want && time.Now().Before(deadline) && n < maxWaitPolls; n++ {
+		select {
+		case <-ctx.Done():
+			return f.st.conns.Load(), ctx.Err()
+		case <-time.After(connPoll):
+		}
+	}
+	return f.st.conns.Load(), nil
+}
+
+// connectError says why fewer than want subscribers connected.
+func (f *fleet) connectError(n, want int64) error {
+	f.st.errMu.Lock()
+	first := f.st.firstErr
+	f.st.errMu.Unlock()
+	if first == nil {
+		first = errors.New("no error seen: streams open but no retry: line")
+	}
+	return fmt.Errorf("only %d of %d subscribers connected after %v; first error: %v",
+		n, want, f.b.cfg.connectTimeout, first)
+}
+
+// stop ends every subscriber and waits for them, at most stopGrace.
+func (f *fleet) stop() {
+	f.cancel()
+	done := make(chan struct{})
+	go func() { f.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(stopGrace):
+		f.b.logf("warning: subscribers still running %v after cancel", stopGrace)
+	}
+}
+
+// newSubscribers makes the run's n subscribers: subscriber j logged in as
+// users[j mod len(users)], in room j mod R, stalled as scenario s says.
+func newSubscribers(s scenario, st *runState, users []session) []*subscriber {
+	words := (st.msgs + 63) / 64
+	perRoom := (st.msgs + st.nRooms() - 1) / st.nRooms() // messages each room gets, at most
+	subs := make([]*subscriber, s.Subs)
+	for j := range subs {
+		sub := &subscriber{sess: users[j%len(users)], room: st.roomOf(j)}
+		// s.Stalled of the subscribers, spread evenly over them (and so
+		// over the instances and users).
+		if sub.stalled = (j+1)*s.Stalled/s.Subs != j*s.Stalled/s.Subs; !sub.stalled {
+			sub.seen, sub.seqs, sub.lats = make([]uint64, words), make([]uint32, 0, perRoom), make([]uint32, 0, perRoom)
+		}
+		subs[j] = sub
+	}
+	return subs
 }
 
 // runScenario runs one scenario once against fresh processes.
@@ -556,7 +890,6 @@ func (b *bench) runScenario(ctx context.Context, s scenario, runNo int) (res *re
 		}
 		e.stop()
 	}()
-	k := len(e.targets)
 	M := cfg.msgs(s)
 	if s.Rate > 0 && M == 0 {
 		M = 1
@@ -564,126 +897,59 @@ func (b *bench) runScenario(ctx context.Context, s scenario, runNo int) (res *re
 	tagb := make([]byte, 4)
 	_, _ = rand.Read(tagb)
 	tag := hex.EncodeToString(tagb)
-	st := &runState{tag: []byte(tag), msgs: M, ids: make([]atomic.Pointer[chat.ID], M)}
-	res = &result{Scenario: s.Name, Run: runNo, Instances: k, Subs: s.Subs, Rate: s.Rate,
+	st := &runState{tag: []byte(tag), msgs: M, ids: make([]atomic.Pointer[chat.ID], M), storm: s.Storm}
+	if s.Rooms > 0 {
+		st.rooms = roomNames(tag, s.Rooms)
+	}
+	res = &result{Scenario: s.Name, Run: runNo, Instances: len(e.targets), Subs: s.Subs, Rooms: s.Rooms, Rate: s.Rate,
 		SendSec: cfg.duration.Seconds(), Msgs: M, PostErrors: map[string]int{}}
 	if M == 0 {
 		res.SendSec = 0
 	}
 
-	// Log in senders and subscriber users, each on the instance it uses.
-	nSend := min(cfg.senders, max(M, 1))
-	res.Senders = nSend
-	nUsers := min(cfg.subUsers, s.Subs)
-	nUsers = (nUsers + k - 1) / k * k // a multiple of k: subscriber j on instance j mod k
-	var users, targets []string
-	for i := range nSend {
-		users = append(users, "p"+tag+strconv.Itoa(i))
-		targets = append(targets, e.targets[i%k])
-	}
-	for i := range nUsers {
-		users = append(users, "s"+tag+strconv.Itoa(i))
-		targets = append(targets, e.targets[i%k])
-	}
-	b.logf("logging in %d senders and %d subscriber users", nSend, nUsers)
-	sessions, err := b.loginAll(ctx, users, targets)
+	who, err := b.prepare(ctx, s, st, e.targets)
 	if err != nil {
 		return nil, err
 	}
-	senders, subUsers := sessions[:nSend], sessions[nSend:]
-
+	res.Senders = len(who.senders)
 	res.RSSBeforeKiB = sumRSS(e.serverPIDs)
 
-	// Connect the subscribers.
-	subCtx, subCancel := context.WithCancel(ctx)
-	defer subCancel()
-	subs := make([]*subscriber, s.Subs)
-	var subWG sync.WaitGroup
-	connSem := make(chan struct{}, cfg.connectConc)
-	connStart := time.Now()
-	words := (M + 63) / 64
-	drainStalled := make(chan struct{}) // closed when the stalled subscribers are to be drained
-	var stalledWG sync.WaitGroup
-	for j := range subs {
-		sub := &subscriber{sess: subUsers[j%nUsers]}
-		// s.Stalled of the subscribers, spread evenly over them (and so
-		// over the instances and users).
-		if sub.stalled = (j+1)*s.Stalled/s.Subs != j*s.Stalled/s.Subs; !sub.stalled {
-			sub.seen, sub.seqs, sub.lats = make([]uint64, words), make([]uint32, 0, M), make([]uint32, 0, M)
+	subs := newSubscribers(s, st, who.subUsers)
+	f := newFleet(ctx, b, st)
+	defer f.stop()
+	var observers []*subscriber
+	if s.Storm {
+		if observers, err = b.startObservers(ctx, f, st, who.observers, subs); err != nil {
+			return nil, err
 		}
-		subs[j] = sub
-		select {
-		case connSem <- struct{}{}:
-		case <-ctx.Done():
-			subCancel()
-			subWG.Wait()
-			return nil, ctx.Err()
+	} else {
+		connStart := time.Now()
+		if err := f.startAll(ctx, subs); err != nil {
+			return nil, err
 		}
-		subWG.Add(1)
-		if sub.stalled {
-			stalledWG.Add(1)
+		n, err := f.waitConns(ctx, int64(s.Subs), time.Now().Add(cfg.connectTimeout))
+		if err != nil {
+			return nil, err
 		}
-		go func() {
-			defer subWG.Done()
-			var once sync.Once
-			release := func() { once.Do(func() { <-connSem }) }
-			defer release()
-			connected := func() {
-				st.conns.Add(1)
-				release()
-			}
-			if sub.stalled {
-				defer stalledWG.Done()
-				sub.runStalled(subCtx, st, connected, drainStalled)
-				return
-			}
-			sub.run(subCtx, b, st, connected)
-		}()
-	}
-	stopSubs := func() {
-		subCancel()
-		done := make(chan struct{})
-		go func() { subWG.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(stopGrace):
-			b.logf("warning: subscribers still running %v after cancel", stopGrace)
+		if n < int64(s.Subs) {
+			f.stop()
+			return nil, f.connectError(n, int64(s.Subs))
 		}
-	}
-	defer stopSubs()
-	connDeadline := time.Now().Add(cfg.connectTimeout)
-	for st.conns.Load() < int64(s.Subs) {
-		if time.Now().After(connDeadline) {
-			n := st.conns.Load()
-			stopSubs()
-			st.errMu.Lock()
-			first := st.firstErr
-			st.errMu.Unlock()
-			if first == nil {
-				first = errors.New("no error seen: streams open but no retry: line")
-			}
-			return nil, fmt.Errorf("only %d of %d subscribers connected after %v; first error: %v",
-				n, s.Subs, cfg.connectTimeout, first)
-		}
+		res.ConnectSec = time.Since(connStart).Seconds()
+		b.logf("%d subscribers connected in %.2fs", s.Subs, res.ConnectSec)
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
-		case <-time.After(10 * time.Millisecond):
+		case <-time.After(cfg.settle):
 		}
-	}
-	res.ConnectSec = time.Since(connStart).Seconds()
-	b.logf("%d subscribers connected in %.2fs", s.Subs, res.ConnectSec)
-	select {
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case <-time.After(cfg.settle):
-	}
-	res.RSSConnectedKiB = sumRSS(e.serverPIDs)
-	if s.Subs > 0 {
-		res.RSSPerSubKiB = float64(res.RSSConnectedKiB-res.RSSBeforeKiB) / float64(s.Subs)
+		res.RSSConnectedKiB = sumRSS(e.serverPIDs)
+		if s.Subs > 0 {
+			res.RSSPerSubKiB = float64(res.RSSConnectedKiB-res.RSSBeforeKiB) / float64(s.Subs)
+		}
 	}
 
-	// Send M messages at the scheduled times, without waiting for replies.
+	// Send M messages at the scheduled times, without waiting for replies
+	// (in a storm while the subscribers connect).
 	cpu0 := sumCPU(e.serverPIDs)
 	redis0 := sumCPU([]int{e.redisPID})
 	gen0 := selfCPU()
@@ -691,39 +957,23 @@ func (b *bench) runScenario(ctx context.Context, s scenario, runNo int) (res *re
 	window0 := time.Now()
 	posts := make([]postRecord, M)
 	firstSend := time.Now().Add(scheduleLead)
+	var lag time.Duration
+	if s.Storm {
+		lag, err = b.storm(ctx, s, f, st, subs, observers, who.senders, posts, firstSend, e, res)
+	} else if M > 0 {
+		b.logf("posting %d messages at %g/s from %d senders", M, s.Rate, len(who.senders))
+		lag, err = b.send(ctx, s, st, who.senders, posts, firstSend)
+	}
+	res.MaxSendLagMs = lag.Seconds() * 1000
+	if err != nil {
+		return nil, err
+	}
+	if lag > lagWarn {
+		res.Notes = append(res.Notes, fmt.Sprintf("generator fell %v behind schedule", lag.Round(time.Millisecond)))
+	}
 	if M > 0 {
-		b.logf("posting %d messages at %g/s from %d senders", M, s.Rate, nSend)
-		lag, err := b.send(ctx, s, senders, tag, posts, firstSend)
-		res.MaxSendLagMs = lag.Seconds() * 1000
-		if err != nil {
+		if err := b.drainDeliveries(ctx, st, subs, posts, res); err != nil {
 			return nil, err
-		}
-		if lag > lagWarn {
-			res.Notes = append(res.Notes, fmt.Sprintf("generator fell %v behind schedule", lag.Round(time.Millisecond)))
-		}
-		// Wait for deliveries: every subscriber should get every accepted
-		// message (and maybe those whose POST failed without an answer).
-		var accepted, maybe int64
-		for _, p := range posts {
-			switch {
-			case p.status == "204":
-				accepted++
-			case !strings.HasPrefix(p.status, "4") && !strings.HasPrefix(p.status, "5"):
-				maybe++
-			}
-		}
-		healthy := int64(s.Subs - s.Stalled)
-		want := healthy * (accepted + maybe)
-		drainEnd := time.Now().Add(cfg.drain)
-		for st.unique.Load() < want && time.Now().Before(drainEnd) {
-			select {
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			case <-time.After(drainPoll):
-			}
-		}
-		if got := st.unique.Load(); got < healthy*accepted {
-			res.Notes = append(res.Notes, fmt.Sprintf("drain timeout: %d of %d deliveries", got, healthy*accepted))
 		}
 	}
 	res.ServerCPUSec = sumCPU(e.serverPIDs) - cpu0
@@ -740,12 +990,15 @@ func (b *bench) runScenario(ctx context.Context, s scenario, runNo int) (res *re
 	res.RedisRSSEndKiB = sumRSS([]int{e.redisPID})
 	if s.Stalled > 0 { // after the measurements: draining costs CPU
 		b.logf("draining %d stalled subscribers", s.Stalled)
-		close(drainStalled)
-		stalledWG.Wait() // each drain is bounded by stalledDrain
+		close(f.drain)
+		f.stalledWG.Wait() // each drain is bounded by stalledDrain
 	}
-	stopSubs()
+	f.stop()
 
 	analyze(res, subs, posts, st)
+	if s.Storm {
+		finishStorm(res.Storm, subs, observers)
+	}
 	if M > 0 && res.Deliveries > 0 {
 		if last := st.lastRecv.Load(); last > firstSend.UnixNano() {
 			res.DelivS = float64(res.Deliveries) / (float64(last-firstSend.UnixNano()) / 1e9)
@@ -761,10 +1014,65 @@ func (b *bench) runScenario(ctx context.Context, s scenario, runNo int) (res *re
 	return res, nil
 }
 
-// send posts len(posts) messages at rate from the senders (message i from
-// sender i mod S), each at its scheduled time firstSend + i/rate, in its
-// own goroutine (open loop). It returns the worst lateness of the sender.
-func (b *bench) send(ctx context.Context, s scenario, senders []session, tag string, posts []postRecord, firstSend time.Time) (time.Duration, error) {
+// expectedDeliveries counts the (subscriber, message) pairs the healthy
+// subscribers must receive: accepted messages, plus with maybe those whose
+// POST got no answer (the server may have taken them).
+func expectedDeliveries(st *runState, subs []*subscriber, posts []postRecord, maybe bool) int64 {
+	byRoom := postsByRoom(st, posts, maybe)
+	var n int64
+	for _, s := range subs {
+		if s.stalled {
+			continue
+		}
+		for _, q := range byRoom[s.room] {
+			if st.expects(s, q, posts[q]) {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// postsByRoom lists the accepted messages of each room (with maybe also
+// those without an answer), in sequence order.
+func postsByRoom(st *runState, posts []postRecord, maybe bool) [][]int {
+	out := make([][]int, st.nRooms())
+	for i, p := range posts {
+		answered := strings.HasPrefix(p.status, "4") || strings.HasPrefix(p.status, "5")
+		if p.status == "204" || (maybe && !answered) {
+			out[st.roomOf(i)] = append(out[st.roomOf(i)], i)
+		}
+	}
+	return out
+}
+
+// drainDeliveries waits, at most -drain, until every subscriber has every
+// message it must get; in a storm, where some messages posted while a
+// stream was opening arrive too, until deliveries then stop for drainQuiet.
+func (b *bench) drainDeliveries(ctx context.Context, st *runState, subs []*subscriber, posts []postRecord, res *result) error {
+	want := expectedDeliveries(st, subs, posts, true)
+	drainEnd := time.Now().Add(b.cfg.drain)
+	quiet := func() bool {
+		return !st.storm || time.Since(time.Unix(0, st.lastRecv.Load())) >= drainQuiet
+	}
+	for n := 0; (st.unique.Load() < want || !quiet()) && time.Now().Before(drainEnd) && n < maxWaitPolls; n++ {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(drainPoll):
+		}
+	}
+	if got, must := st.unique.Load(), expectedDeliveries(st, subs, posts, false); got < must {
+		res.Notes = append(res.Notes, fmt.Sprintf("drain timeout: %d of %d deliveries", got, must))
+	}
+	return nil
+}
+
+// send posts len(posts) messages at rate from the senders (message i to
+// room i mod R, from sender senderOf(i)), each at its scheduled time firstSend +
+// i/rate, in its own goroutine (open loop). It returns the worst lateness
+// of the sender.
+func (b *bench) send(ctx context.Context, s scenario, st *runState, senders []session, posts []postRecord, firstSend time.Time) (time.Duration, error) {
 	sem := make(chan struct{}, b.cfg.maxInflight)
 	var wg sync.WaitGroup
 	var maxLag time.Duration
@@ -794,25 +1102,25 @@ loop:
 		go func(i int) {
 			defer wg.Done()
 			defer func() { <-sem }()
-			posts[i] = b.postOne(ctx, senders[i%len(senders)], i, tag)
+			posts[i] = b.postOne(ctx, senders[st.senderOf(i, len(senders))], i, st)
 		}(i)
 	}
 	wg.Wait() // each POST is bounded by -post-timeout
 	return maxLag, err
 }
 
-func (b *bench) postOne(ctx context.Context, sess session, seq int, tag string) postRecord {
+// postOne posts message seq to its room.
+func (b *bench) postOne(ctx context.Context, sess session, seq int, st *runState) postRecord {
 	start := time.Now()
-	text := appendBenchText(make([]byte, 0, 64), seq, start.UnixNano(), tag)
+	text := appendBenchText(make([]byte, 0, 64), seq, start.UnixNano(), string(st.tag))
 	form := "message=" + url.QueryEscape(string(text))
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, sess.target+"/post", strings.NewReader(form))
+	path := roomPath(st.roomName(st.roomOf(seq)), "post")
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, sess.target+path, strings.NewReader(form))
 	if err != nil {
 		return postRecord{start: start.UnixNano(), status: "bad request"}
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	for _, c := range sess.cookies {
-		req.AddCookie(c)
-	}
+	sess.addCookies(req)
 	resp, err := b.poster.Do(req)
 	rec := postRecord{start: start.UnixNano()}
 	if err != nil {
@@ -834,15 +1142,17 @@ func (b *bench) postOne(ctx context.Context, sess session, seq int, tag string) 
 
 // analyze fills res from what the subscribers and senders recorded.
 func analyze(res *result, subs []*subscriber, posts []postRecord, st *runState) {
-	var acceptedSeqs []int
-	for i, p := range posts {
+	var postLats []uint32 // µs
+	for _, p := range posts {
 		if p.status == "204" {
 			res.Accepted++
-			acceptedSeqs = append(acceptedSeqs, i)
+			postLats = append(postLats, uint32(min(max(p.end-p.start, 0)/1000, 1<<32-1)))
 		} else {
 			res.PostErrors[p.status]++
 		}
 	}
+	slices.Sort(postLats)
+	byRoom := postsByRoom(st, posts, false)
 	var all []uint32
 	for _, s := range subs {
 		if !s.conned {
@@ -861,19 +1171,23 @@ func analyze(res *result, subs []*subscriber, posts []postRecord, st *runState) 
 			}
 			continue
 		}
-		res.Expected += int64(res.Accepted)
-		res.Deliveries += int64(len(s.seqs))
-		res.Dups += s.dups
-		res.Foreign += s.foreign
-		res.Reconnects += s.reconn
-		res.Disconnects += s.discon
-		res.Notices += s.notices
-		res.Statuses += s.statuses
-		for _, q := range acceptedSeqs {
+		for _, q := range byRoom[s.room] {
+			if !st.expects(s, q, posts[q]) {
+				continue
+			}
+			res.Expected++
 			if s.seen[q/64]&(1<<(q%64)) == 0 {
 				res.Loss++
 			}
 		}
+		res.Deliveries += int64(len(s.seqs))
+		res.Dups += s.dups
+		res.Foreign += s.foreign
+		res.WrongRoom += s.wrongRoom
+		res.Reconnects += s.reconn
+		res.Disconnects += s.discon
+		res.Notices += s.notices
+		res.Statuses += s.statuses
 		rt, inv := orderCheck(s.seqs, posts)
 		res.OrderErrs += s.idOrder + rt
 		res.SeqInversions += inv
@@ -885,6 +1199,8 @@ func analyze(res *result, subs []*subscriber, posts []postRecord, st *runState) 
 	res.P50Ms = ms(percentile(all, 50))
 	res.P90Ms = ms(percentile(all, 90))
 	res.P99Ms = ms(percentile(all, 99))
+	res.PostP50Ms = ms(percentile(postLats, 50))
+	res.PostP99Ms = ms(percentile(postLats, 99))
 	if len(all) > 0 {
 		res.MaxMs = ms(all[len(all)-1])
 	}

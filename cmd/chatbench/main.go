@@ -19,6 +19,14 @@
 // server closed. It needs no server flag, so it runs against older servers
 // too (-server-bin).
 //
+// The rooms, spread and storm scenarios (issue 9) spread subscribers and
+// messages over rooms (rooms.go): each subscriber is its own user alone in
+// one room, so its stream carries that room only, and must get exactly
+// that room's messages (any other counts as x-room). storm (storm.go) opens
+// the streams while posting and then checks every room's online list, by
+// GET /r/{room}/online and by one observer stream per room. The issue's
+// targets are printed after the table ("Targets") and written to the JSON.
+//
 //	go run ./cmd/chatbench -scenario large -runs 3 -json bench.json
 //	go run ./cmd/chatbench -scenario large,slow -server-bin /path/to/old/chatroom
 //	go run ./cmd/chatbench -smoke
@@ -36,6 +44,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -63,19 +72,48 @@ type scenario struct {
 	// Stalled of the Subs subscribers connect and then never read again
 	// (see runStalled); they are left out of deliveries, loss and latency.
 	Stalled int
-	Desc    string
+	// Rooms > 0 spreads subscribers and messages over that many rooms
+	// (see rooms.go): every subscriber is its own user in one room; 0: all
+	// in the default room, sharing -sub-users users.
+	Rooms int
+	// Storm opens the streams during the sending time and checks the
+	// rooms' online lists afterwards (see storm.go).
+	Storm bool
+	// ServerArgs are passed to the servers the bench starts, after the
+	// flags every scenario gets.
+	ServerArgs []string
+	// Targets of issue 9, checked on the medians (0: none).
+	MaxP99Ms     float64       // p99 at most this
+	CPUAtMostOf  string        // server CPU per delivery at most that of this scenario, when both ran
+	OnlineWithin time.Duration // storm: online lists correct this soon after the last connect
+	Desc         string
 }
+
+// roomArgs lift the per-user rate limit on joining rooms (20 a minute):
+// senders join up to 20 rooms each at once.
+var roomArgs = []string{"-rate-joins", "0"}
 
 // scenarios are the fixed scenarios, in the order "all" runs them.
 var scenarios = []scenario{
-	{"small", 10, 50, 1, 0, "10 subscribers × 50 msg/s"},
-	{"medium", 100, 100, 1, 0, "100 subscribers × 100 msg/s"},
-	{"large", 1000, 100, 1, 0, "1,000 subscribers × 100 msg/s"},
-	{"slow", 1000, 100, 1, 50, "large, but 50 of the 1,000 subscribers stall: they connect, then never read (4 KiB receive\n" +
+	{Name: "small", Subs: 10, Rate: 50, Instances: 1, Desc: "10 subscribers × 50 msg/s"},
+	{Name: "medium", Subs: 100, Rate: 100, Instances: 1, Desc: "100 subscribers × 100 msg/s"},
+	{Name: "large", Subs: 1000, Rate: 100, Instances: 1, Desc: "1,000 subscribers × 100 msg/s"},
+	{Name: "slow", Subs: 1000, Rate: 100, Instances: 1, Stalled: 50, Desc: "large, but 50 of the 1,000 subscribers stall: they connect, then never read (4 KiB receive\n" +
 		"          buffer, 1460-byte MSS) and never reconnect; figures are the 950 others', plus how many stalled ones the server closed"},
-	{"huge", 10000, 2, 1, 0, "10,000 subscribers × 2 msg/s"},
-	{"idle", 10000, 0, 1, 0, "10,000 subscribers connected, no messages (memory)"},
-	{"multi", 1000, 100, 3, 0, "3 instances sharing one Redis, 1,000 subscribers spread over them × 100 msg/s"},
+	{Name: "huge", Subs: 10000, Rate: 2, Instances: 1, Desc: "10,000 subscribers × 2 msg/s"},
+	{Name: "idle", Subs: 10000, Rate: 0, Instances: 1, Desc: "10,000 subscribers connected, no messages (memory)"},
+	{Name: "multi", Subs: 1000, Rate: 100, Instances: 3, Desc: "3 instances sharing one Redis, 1,000 subscribers spread over them × 100 msg/s"},
+	{Name: "rooms", Subs: 10000, Rooms: 100, Rate: 200, Instances: 1, ServerArgs: roomArgs, MaxP99Ms: 50, CPUAtMostOf: "large",
+		Desc: "100 rooms × 100 subscribers (each its own user, streaming only its room) × 200 msg/s spread over\n" +
+			"          the rooms; targets: 0 loss, p99 ≤ 50 ms, server CPU per delivery ≤ large's"},
+	{Name: "spread", Subs: 10000, Rooms: 5000, Rate: 500, Instances: 1, ServerArgs: roomArgs, MaxP99Ms: 50,
+		Desc: "5,000 rooms × 2 subscribers × 500 msg/s spread over the rooms; targets: 0 loss, p99 ≤ 50 ms"},
+	{Name: "storm", Subs: 10000, Rooms: 100, Rate: 100, Instances: 1, Storm: true, ServerArgs: roomArgs, MaxP99Ms: 250, OnlineWithin: 5 * time.Second,
+		Desc: "10,000 subscribers over 100 rooms (logged in and joined before) open their streams evenly within\n" +
+			"          the sending time (10 s) while 100 msg/s are posted to the rooms; then each room's online list is\n" +
+			"          checked (GET /r/{room}/online, and one observer stream per room); targets: all connected,\n" +
+			"          lists correct ≤ 5 s after the last connect, p99 ≤ 250 ms (messages expected only on streams\n" +
+			"          already live, i.e. whose room's presence event had been read, when their POST started)"},
 }
 
 // scenarioNames lists the scenario names for messages: "small, medium, …".
@@ -107,6 +145,8 @@ type config struct {
 	serverArgs     []string
 	subs           int
 	stalled        int
+	rooms          int
+	onlineTimeout  time.Duration
 	rate           float64
 	instances      int
 	senders        int
@@ -151,13 +191,15 @@ func parseFlags(args []string, stdout io.Writer) (*config, error) {
 	fs.StringVar(&targets, "target", "", "comma list of running chat servers (loopback http://host:port) to load instead of starting them; subscribers and senders are spread over them")
 	fs.StringVar(&c.serverBin, "server-bin", "", "prebuilt chat server binary (default: go build of the module root into a temp dir)")
 	fs.StringVar(&c.root, "root", "", "module root of the chat server to build (default: found by walking up from the current directory)")
-	fs.StringVar(&serverArgs, "server-args", "", "extra space-separated flags for each started server, after -addr -redis -rate-posts 0 -rate-logins 0 -max-streams 20000 -streams-per-session 0")
+	fs.StringVar(&serverArgs, "server-args", "", "extra space-separated flags for each started server, after -addr -redis -rate-posts 0 -rate-logins 0 -max-streams 20000 -streams-per-session 0 (and for rooms, spread and storm -rate-joins 0)")
 	fs.IntVar(&c.subs, "subs", 0, "override the scenario's subscriber count N")
 	fs.IntVar(&c.stalled, "stalled", -1, "override the stalled subscriber count of scenarios that have some (slow: 50); at most N")
+	fs.IntVar(&c.rooms, "rooms", 0, "override the room count of scenarios with rooms (rooms, spread, storm); at most N")
+	fs.DurationVar(&c.onlineTimeout, "online-timeout", 30*time.Second, "storm: how long after the last connect the online lists may take to become correct")
 	fs.Float64Var(&c.rate, "rate", -1, "override the scenario's message rate R per second (0: idle; -1: the scenario's own)")
 	fs.IntVar(&c.instances, "instances", 0, "override the scenario's server instance count K (ignored with -target)")
 	fs.IntVar(&c.senders, "senders", 10, "sender users S; message i is posted by sender i mod S (each sender on instance s mod K)")
-	fs.IntVar(&c.subUsers, "sub-users", 100, "distinct users the subscribers log in as (rounded up to a multiple of the instance count; subscriber j uses user j mod U)")
+	fs.IntVar(&c.subUsers, "sub-users", 100, "distinct users the subscribers log in as (rounded up to a multiple of the instance count; subscriber j uses user j mod U); in scenarios with rooms every subscriber is its own user")
 	fs.DurationVar(&c.deadline, "deadline", 5*time.Minute, "hard time limit for one run of one scenario")
 	fs.DurationVar(&c.drain, "drain", 10*time.Second, "after the last POST is answered, wait at most this long for deliveries to finish")
 	fs.DurationVar(&c.connectTimeout, "connect-timeout", 60*time.Second, "time allowed for all subscribers to connect (first retry: line read)")
@@ -177,7 +219,8 @@ func parseFlags(args []string, stdout io.Writer) (*config, error) {
 			fmt.Fprintf(stdout, "  %-7s %s\n", s.Name, s.Desc)
 		}
 		fmt.Fprintf(stdout, "\nOutput: one table row per run (and a median row per scenario with -runs > 1):\n"+
-			"  loss/dups/order are (subscriber, message) pairs; p50..max: POST start → event read;\n"+
+			"  loss/dups/order are (subscriber, message) pairs; x-room: messages that reached a subscriber of\n"+
+			"  another room; post p99: POST start → 204; p50..max: POST start → event read;\n"+
 			"  deliv/s: deliveries / (first POST → last delivery); srv/redis/gen µs/dl: CPU time of the\n"+
 			"  servers, redis-server and the generator per delivery; RSS KiB/sub: server RSS growth\n"+
 			"  from before the subscribers connected to after, per subscriber; stalled/closed: stalled\n"+
@@ -248,6 +291,10 @@ func parseFlags(args []string, stdout io.Writer) (*config, error) {
 		return nil, fmt.Errorf("-subs must be in [0, %d]", maxSubs)
 	case c.stalled < -1 || c.stalled > maxSubs:
 		return nil, fmt.Errorf("-stalled must be in [0, %d]", maxSubs)
+	case c.rooms < 0 || c.rooms > maxSubs:
+		return nil, fmt.Errorf("-rooms must be in [0, %d]", maxSubs)
+	case c.onlineTimeout <= 0 || c.onlineTimeout > maxDuration:
+		return nil, fmt.Errorf("-online-timeout must be in (0, %v]", maxDuration)
 	case c.rate > maxRate || (c.rate < 0 && c.rate != -1):
 		return nil, fmt.Errorf("-rate must be in [0, %d]", maxRate)
 	case c.instances < 0 || c.instances > 64:
@@ -287,6 +334,10 @@ func (c *config) shape(s scenario) scenario {
 		s.Stalled = c.stalled
 	}
 	s.Stalled = min(s.Stalled, s.Subs)
+	if c.rooms > 0 && s.Rooms > 0 {
+		s.Rooms = c.rooms
+	}
+	s.Rooms = min(s.Rooms, s.Subs)
 	return s
 }
 
@@ -309,12 +360,16 @@ type report struct {
 	Scenarios []scenarioJ `json:"scenarios"`
 	// SlowVsLarge is set when large and slow both ran.
 	SlowVsLarge *slowRatio `json:"slow_vs_large,omitempty"`
+	// Targets are the goals of the scenarios that ran and have some.
+	Targets []target `json:"targets,omitempty"`
 }
 
 type scenarioJ struct {
 	Name      string  `json:"name"`
 	Subs      int     `json:"subs"`
 	Stalled   int     `json:"stalled,omitempty"`
+	Rooms     int     `json:"rooms,omitempty"`
+	Storm     bool    `json:"storm,omitempty"`
 	Rate      float64 `json:"rate"`
 	Instances int     `json:"instances"`
 	Msgs      int     `json:"msgs"`
@@ -347,6 +402,71 @@ func compareSlow(medians []*result) *slowRatio {
 	r := &slowRatio{LargeP99Ms: large.P99Ms, SlowP99Ms: slow.P99Ms, Ratio: slow.P99Ms / large.P99Ms, Target: slowTarget}
 	r.Met = r.Ratio <= slowTarget
 	return r
+}
+
+// target is one goal of a scenario, checked on its median.
+type target struct {
+	Scenario string  `json:"scenario"`
+	What     string  `json:"what"`
+	Value    float64 `json:"value"`
+	Limit    float64 `json:"limit"` // Value ≤ Limit is met
+	Met      bool    `json:"met"`
+}
+
+// checkTargets checks the goals of every scenario in medians that has
+// some (see scenario): 0 loss (and nothing in another room), p99, server
+// CPU per delivery against another scenario that ran too, and for a storm
+// every subscriber connected and the online lists correct in time.
+func checkTargets(medians []*result) []target {
+	byName := map[string]*result{}
+	for _, m := range medians {
+		byName[m.Scenario] = m
+	}
+	var out []target
+	add := func(m *result, what string, v, limit float64) {
+		out = append(out, target{m.Scenario, what, v, limit, v <= limit})
+	}
+	for _, m := range medians {
+		i := slices.IndexFunc(scenarios, func(s scenario) bool { return s.Name == m.Scenario })
+		if i < 0 {
+			continue
+		}
+		s := scenarios[i]
+		if s.MaxP99Ms == 0 && s.CPUAtMostOf == "" && s.OnlineWithin == 0 {
+			continue
+		}
+		add(m, "lost deliveries", float64(m.Loss), 0)
+		add(m, "deliveries in another room", float64(m.WrongRoom), 0)
+		if s.MaxP99Ms > 0 {
+			add(m, "p99 ms", m.P99Ms, s.MaxP99Ms)
+		}
+		if o := byName[s.CPUAtMostOf]; o != nil && o.Deliveries > 0 {
+			add(m, "server µs/delivery (limit: "+o.Scenario+"'s)", m.ServerUsPerD, o.ServerUsPerD)
+		}
+		if sr := m.Storm; sr != nil && s.OnlineWithin > 0 {
+			add(m, "subscribers not connected", float64(m.Subs-sr.Connected), 0)
+			// A room whose list was never correct misses the time too.
+			add(m, "s to correct online lists (GET)", sr.PollSec, s.OnlineWithin.Seconds())
+			out[len(out)-1].Met = out[len(out)-1].Met && sr.PollWrong == 0
+			add(m, "rooms whose list was never correct (GET)", float64(sr.PollWrong), 0)
+			add(m, "s to correct online lists (observers)", sr.EventsSec, s.OnlineWithin.Seconds())
+			out[len(out)-1].Met = out[len(out)-1].Met && sr.EventsWrong == 0
+			add(m, "rooms whose list was never correct (observers)", float64(sr.EventsWrong), 0)
+		}
+	}
+	return out
+}
+
+// writeTargets prints one line per target.
+func writeTargets(w io.Writer, ts []target) {
+	fmt.Fprintln(w, "Targets (medians):")
+	for _, t := range ts {
+		verdict := "met"
+		if !t.Met {
+			verdict = "MISSED"
+		}
+		fmt.Fprintf(w, "  %-7s %s: %s (≤ %s) %s\n", t.Scenario, t.What, fmtFloat(t.Value), fmtFloat(t.Limit), verdict)
+	}
 }
 
 // run is the whole command: it parses args, runs every scenario, prints
@@ -402,7 +522,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	var problems []string
 	for _, s0 := range cfg.scenarios {
 		s := cfg.shape(s0)
-		rep.Scenarios = append(rep.Scenarios, scenarioJ{s.Name, s.Subs, s.Stalled, s.Rate, s.Instances, cfg.msgs(s)})
+		rep.Scenarios = append(rep.Scenarios, scenarioJ{s.Name, s.Subs, s.Stalled, s.Rooms, s.Storm, s.Rate, s.Instances, cfg.msgs(s)})
 		if need := uint64(s.Subs) + 256; limit > 0 && need > limit {
 			logf("warning: %s needs about %d file descriptors, RLIMIT_NOFILE is %d", s.Name, need, limit)
 		}
@@ -411,8 +531,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			logf("scenario %s run %d/%d: %d subscribers (%d stalled) × %g msg/s for %v on %d instance(s)",
-				s.Name, i, cfg.runs, s.Subs, s.Stalled, s.Rate, cfg.duration, s.Instances)
+			logf("scenario %s run %d/%d: %d subscribers (%d stalled) in %d room(s) × %g msg/s for %v on %d instance(s)",
+				s.Name, i, cfg.runs, s.Subs, s.Stalled, max(s.Rooms, 1), s.Rate, cfg.duration, s.Instances)
 			r, err := b.runScenario(ctx, s, i)
 			if err != nil {
 				msg := fmt.Sprintf("%s run %d: %v", s.Name, i, err)
@@ -427,6 +547,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 			rep.Results = append(rep.Results, r)
 			runs = append(runs, r)
 			_ = writeTable(stdout, []*result{r})
+			writeStorms(stdout, []*result{r})
 			for _, n := range r.Notes {
 				fmt.Fprintf(stdout, "  note: %s\n", n)
 			}
@@ -453,6 +574,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		if err := writeTable(stdout, medians); err != nil {
 			return err
 		}
+		if cfg.runs > 1 {
+			writeStorms(stdout, medians)
+		}
 	}
 	if r := compareSlow(medians); r != nil {
 		rep.SlowVsLarge = r
@@ -462,6 +586,10 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		fmt.Fprintf(stdout, "slow/large p99: %.2f× (slow %s ms, healthy subscribers only; large %s ms; target ≤ %.1f×: %s)\n",
 			r.Ratio, fmtFloat(r.SlowP99Ms), fmtFloat(r.LargeP99Ms), r.Target, verdict)
+	}
+	if ts := checkTargets(medians); len(ts) > 0 {
+		rep.Targets = ts
+		writeTargets(stdout, ts)
 	}
 	if cfg.jsonPath != "" {
 		data, err := json.MarshalIndent(rep, "", "  ")

@@ -1,19 +1,16 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -68,166 +65,6 @@ func checkSmokeJSON(t *testing.T, path string, subs int) {
 	if r.Subs != subs || r.Msgs == 0 || r.Accepted != r.Msgs || r.Deliveries != int64(subs*r.Msgs) ||
 		r.Loss != 0 || r.Dups != 0 || r.OrderErrs != 0 {
 		t.Errorf("result = %+v", r)
-	}
-}
-
-// fakeChat is a small in-test implementation of the chat server's HTTP
-// interface, to test the bench without the real server. Faults can be
-// injected to check that the bench notices them.
-type fakeChat struct {
-	hijack  bool // answer streams on a hijacked, close-delimited connection
-	dropSeq int  // never deliver this message index to the first subscriber (-1: none)
-	dupSeq  int  // deliver this message index twice (-1: none)
-	// closeAfter > 0 ends the first subscriber's first stream after that
-	// many messages (it must reconnect with last_event_id and lose nothing).
-	closeAfter int
-	// writeTimeout > 0 ends a stream whose write blocks that long (as the
-	// real server evicts stalled clients).
-	writeTimeout time.Duration
-
-	mu     sync.Mutex // guards everything below
-	msgs   [][]byte   // encoded SSE events in order
-	ids    []string
-	subs   map[chan []byte]int // subscriber → its number
-	nsubs  int
-	lastMs int64
-	seqMs  int
-}
-
-func newFakeChat() *fakeChat {
-	return &fakeChat{dropSeq: -1, dupSeq: -1, subs: map[chan []byte]int{}}
-}
-
-func (f *fakeChat) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	switch r.Method + " " + r.URL.Path {
-	case "GET /readyz":
-		w.WriteHeader(http.StatusOK)
-	case "POST /login":
-		user := r.FormValue("user")
-		if user == "" || len(user) > 32 {
-			http.Error(w, "bad name", http.StatusBadRequest)
-			return
-		}
-		http.SetCookie(w, &http.Cookie{Name: "session", Value: user, Path: "/", HttpOnly: true})
-		http.Redirect(w, r, "/", http.StatusSeeOther)
-	case "POST /post":
-		c, err := r.Cookie("session")
-		if err != nil {
-			http.Error(w, "login", http.StatusUnauthorized)
-			return
-		}
-		f.publish(c.Value, r.FormValue("message"))
-		w.WriteHeader(http.StatusNoContent)
-	case "GET /stream":
-		if _, err := r.Cookie("session"); err != nil {
-			http.Error(w, "login", http.StatusUnauthorized)
-			return
-		}
-		f.stream(w, r)
-	default:
-		http.NotFound(w, r)
-	}
-}
-
-func (f *fakeChat) publish(user, text string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	ms := time.Now().UnixMilli()
-	if ms <= f.lastMs {
-		ms = f.lastMs
-		f.seqMs++
-	} else {
-		f.lastMs, f.seqMs = ms, 0
-	}
-	id := fmt.Sprintf("%d-%d", ms, f.seqMs)
-	data, _ := json.Marshal(map[string]string{"id": id, "user": user, "uid": "u", "text": text,
-		"time": time.Now().Format(time.RFC3339Nano)})
-	ev := []byte("id: " + id + "\nevent: message\ndata: " + string(data) + "\n\n")
-	n := len(f.msgs)
-	f.msgs = append(f.msgs, ev)
-	f.ids = append(f.ids, id)
-	for ch, num := range f.subs {
-		if n == f.dropSeq && num == 0 {
-			continue
-		}
-		ch <- ev
-		if n == f.dupSeq {
-			ch <- ev
-		}
-	}
-}
-
-func (f *fakeChat) stream(w http.ResponseWriter, r *http.Request) {
-	ch := make(chan []byte, 100000)
-	f.mu.Lock()
-	last := r.Header.Get("Last-Event-ID")
-	if last == "" {
-		last = r.URL.Query().Get("last_event_id")
-	}
-	if last != "" {
-		replay := false
-		for i, id := range f.ids {
-			if replay {
-				ch <- f.msgs[i]
-			}
-			replay = replay || id == last
-		}
-	}
-	num := f.nsubs
-	f.subs[ch] = num
-	f.nsubs++
-	f.mu.Unlock()
-	defer func() {
-		f.mu.Lock()
-		delete(f.subs, ch)
-		f.mu.Unlock()
-	}()
-
-	rc := http.NewResponseController(w)
-	write := func(b []byte) error {
-		if f.writeTimeout > 0 {
-			_ = rc.SetWriteDeadline(time.Now().Add(f.writeTimeout))
-		}
-		_, err := w.Write(b)
-		return err
-	}
-	flush := rc.Flush
-	gone := r.Context().Done()
-	if f.hijack {
-		conn, _, err := http.NewResponseController(w).Hijack()
-		if err != nil {
-			return
-		}
-		defer conn.Close()
-		closed := make(chan struct{})
-		go func() { // the request context does not end with a hijacked connection
-			_, _ = conn.Read(make([]byte, 1))
-			close(closed)
-		}()
-		gone = closed
-		bw := bufio.NewWriter(conn)
-		write = func(b []byte) error { _, err := bw.Write(b); return err }
-		flush = bw.Flush
-		_ = write([]byte("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n"))
-	} else {
-		w.Header().Set("Content-Type", "text/event-stream")
-		w.WriteHeader(http.StatusOK)
-	}
-	if write([]byte("retry: 1000\n\n: ping\n\nevent: status\ndata: {\"online\":1}\n\n")) != nil || flush() != nil {
-		return
-	}
-	for written := 0; ; written++ {
-		if num == 0 && f.closeAfter > 0 && written == f.closeAfter {
-			return
-		}
-		select {
-		case <-gone:
-			return
-		case ev := <-ch:
-			if write(ev) != nil || flush() != nil {
-				return
-			}
-		}
 	}
 }
 

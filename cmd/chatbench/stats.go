@@ -46,6 +46,7 @@ type result struct {
 	Runs      int     `json:"runs,omitempty"`
 	Instances int     `json:"instances"`
 	Subs      int     `json:"subs"`
+	Rooms     int     `json:"rooms,omitempty"` // 0: everyone in the default room
 	Rate      float64 `json:"rate_msgs_per_s"`
 	Senders   int     `json:"senders"`
 	SendSec   float64 `json:"send_seconds"`
@@ -68,11 +69,14 @@ type result struct {
 	// this is legal, so it is informational only.
 	SeqInversions int64 `json:"seq_inversions"`
 	Foreign       int64 `json:"foreign_events"` // message events not from this run
-	Reconnects    int64 `json:"reconnects"`
-	Disconnects   int64 `json:"disconnect_events"`
-	Notices       int64 `json:"notice_events"`
-	Statuses      int64 `json:"status_events"`
-	FailedSubs    int   `json:"failed_subscribers"`
+	// WrongRoom counts this run's messages that reached a subscriber of
+	// another room (or said another room in their JSON).
+	WrongRoom   int64 `json:"wrong_room"`
+	Reconnects  int64 `json:"reconnects"`
+	Disconnects int64 `json:"disconnect_events"`
+	Notices     int64 `json:"notice_events"`
+	Statuses    int64 `json:"status_events"`
+	FailedSubs  int   `json:"failed_subscribers"`
 	// Stalled subscribers connected and then never read; StalledClosed of
 	// them had been closed by the server when they were drained at the
 	// end, some after telling why (StalledReasons: disconnect events by
@@ -82,11 +86,15 @@ type result struct {
 	StalledClosed  int            `json:"stalled_closed_by_server"`
 	StalledReasons map[string]int `json:"stalled_disconnect_reasons,omitempty"`
 
-	P50Ms  float64 `json:"p50_ms"`
-	P90Ms  float64 `json:"p90_ms"`
-	P99Ms  float64 `json:"p99_ms"`
-	MaxMs  float64 `json:"max_ms"`
-	DelivS float64 `json:"deliveries_per_s"`
+	P50Ms float64 `json:"p50_ms"`
+	P90Ms float64 `json:"p90_ms"`
+	P99Ms float64 `json:"p99_ms"`
+	MaxMs float64 `json:"max_ms"`
+	// PostP50Ms and PostP99Ms are of the accepted POSTs, start → 204: the
+	// part of the latency spent before the server answered (publishing).
+	PostP50Ms float64 `json:"post_p50_ms"`
+	PostP99Ms float64 `json:"post_p99_ms"`
+	DelivS    float64 `json:"deliveries_per_s"`
 
 	MaxSendLagMs float64 `json:"max_send_lag_ms"` // generator behind schedule
 	ConnectSec   float64 `json:"connect_seconds"` // to connect all subscribers
@@ -108,6 +116,9 @@ type result struct {
 	RSSPerSubKiB    float64 `json:"server_rss_per_sub_kib"`
 	RedisRSSEndKiB  int64   `json:"redis_rss_end_kib"`
 
+	// Storm is set for the storm scenario: connects and online lists.
+	Storm *stormResult `json:"storm,omitempty"`
+
 	Notes []string `json:"notes,omitempty"`
 }
 
@@ -125,6 +136,12 @@ func (r *result) problems() []string {
 	}
 	if r.OrderErrs > 0 {
 		p = append(p, fmt.Sprintf("%d order errors", r.OrderErrs))
+	}
+	if r.WrongRoom > 0 {
+		p = append(p, fmt.Sprintf("%d deliveries in the wrong room", r.WrongRoom))
+	}
+	if r.Storm != nil {
+		p = append(p, r.Storm.problems(r.Subs)...)
 	}
 	if r.Msgs > 0 && r.Accepted < r.Msgs {
 		p = append(p, fmt.Sprintf("%d of %d POSTs failed %v", r.Msgs-r.Accepted, r.Msgs, r.PostErrors))
@@ -174,6 +191,7 @@ func mergeRuns(rs []*result) *result {
 	m.OrderErrs = worst(func(r *result) int64 { return r.OrderErrs })
 	m.SeqInversions = worst(func(r *result) int64 { return r.SeqInversions })
 	m.Foreign = worst(func(r *result) int64 { return r.Foreign })
+	m.WrongRoom = worst(func(r *result) int64 { return r.WrongRoom })
 	m.Reconnects = worst(func(r *result) int64 { return r.Reconnects })
 	m.Disconnects = worst(func(r *result) int64 { return r.Disconnects })
 	m.Notices = worst(func(r *result) int64 { return r.Notices })
@@ -186,6 +204,8 @@ func mergeRuns(rs []*result) *result {
 	m.P90Ms = med(func(r *result) float64 { return r.P90Ms })
 	m.P99Ms = med(func(r *result) float64 { return r.P99Ms })
 	m.MaxMs = med(func(r *result) float64 { return r.MaxMs })
+	m.PostP50Ms = med(func(r *result) float64 { return r.PostP50Ms })
+	m.PostP99Ms = med(func(r *result) float64 { return r.PostP99Ms })
 	m.DelivS = med(func(r *result) float64 { return r.DelivS })
 	m.MaxSendLagMs = med(func(r *result) float64 { return r.MaxSendLagMs })
 	m.ConnectSec = med(func(r *result) float64 { return r.ConnectSec })
@@ -202,13 +222,62 @@ func mergeRuns(rs []*result) *result {
 	m.RSSEndKiB = int64(med(func(r *result) float64 { return float64(r.RSSEndKiB) }))
 	m.RSSPerSubKiB = med(func(r *result) float64 { return r.RSSPerSubKiB })
 	m.RedisRSSEndKiB = int64(med(func(r *result) float64 { return float64(r.RedisRSSEndKiB) }))
+	m.Storm = mergeStorms(rs)
 	return &m
+}
+
+// mergeStorms summarises the storm figures of several runs like
+// mergeRuns: medians of the times, the worst of the counts.
+func mergeStorms(rs []*result) *stormResult {
+	var ss []*stormResult
+	for _, r := range rs {
+		if r.Storm != nil {
+			ss = append(ss, r.Storm)
+		}
+	}
+	if len(ss) == 0 {
+		return nil
+	}
+	med := func(get func(*stormResult) float64) float64 {
+		vs := make([]float64, len(ss))
+		for i, s := range ss {
+			vs[i] = get(s)
+		}
+		return median(vs)
+	}
+	worst := func(get func(*stormResult) int) int {
+		w := get(ss[0])
+		for _, s := range ss[1:] {
+			w = max(w, get(s))
+		}
+		return w
+	}
+	m := &stormResult{
+		Connected:      -worst(func(s *stormResult) int { return -s.Connected }), // the fewest
+		ConnectSpanSec: med(func(s *stormResult) float64 { return s.ConnectSpanSec }),
+		NoPresence:     worst(func(s *stormResult) int { return s.NoPresence }),
+		PresenceSec:    med(func(s *stormResult) float64 { return s.PresenceSec }),
+		Observers:      ss[0].Observers,
+		PollSec:        med(func(s *stormResult) float64 { return s.PollSec }),
+		PollWrong:      worst(func(s *stormResult) int { return s.PollWrong }),
+		EventsSec:      med(func(s *stormResult) float64 { return s.EventsSec }),
+		EventsWrong:    worst(func(s *stormResult) int { return s.EventsWrong }),
+	}
+	for _, s := range ss {
+		m.BadEvents = max(m.BadEvents, s.BadEvents)
+		m.ObserverReconnects = max(m.ObserverReconnects, s.ObserverReconnects)
+		m.ObserverDisconnects = max(m.ObserverDisconnects, s.ObserverDisconnects)
+		if m.FirstWrong == "" {
+			m.FirstWrong = s.FirstWrong
+		}
+	}
+	return m
 }
 
 // tableHeader names the columns of the result table.
 var tableHeader = []string{
-	"scenario", "run", "inst", "subs", "rate/s", "msgs", "deliveries", "loss", "dups", "order",
-	"post err", "p50 ms", "p90 ms", "p99 ms", "max ms", "deliv/s",
+	"scenario", "run", "inst", "subs", "rooms", "rate/s", "msgs", "deliveries", "loss", "dups", "order", "x-room",
+	"post err", "post p99", "p50 ms", "p90 ms", "p99 ms", "max ms", "deliv/s",
 	"srv µs/dl", "redis µs/dl", "gen µs/dl", "RSS KiB/sub", "stalled/closed",
 }
 
@@ -262,11 +331,32 @@ func tableRow(r *result) []string {
 		return fmtFloat(v)
 	}
 	return []string{
-		r.Scenario, run, strconv.Itoa(r.Instances), strconv.Itoa(r.Subs), fmtFloat(r.Rate),
+		r.Scenario, run, strconv.Itoa(r.Instances), strconv.Itoa(r.Subs), strconv.Itoa(max(r.Rooms, 1)), fmtFloat(r.Rate),
 		strconv.Itoa(r.Msgs), strconv.FormatInt(r.Deliveries, 10), strconv.FormatInt(r.Loss, 10),
-		strconv.FormatInt(r.Dups, 10), strconv.FormatInt(r.OrderErrs, 10), strconv.Itoa(postErr),
-		lat(r.P50Ms), lat(r.P90Ms), lat(r.P99Ms), lat(r.MaxMs), perD(r.DelivS),
+		strconv.FormatInt(r.Dups, 10), strconv.FormatInt(r.OrderErrs, 10), strconv.FormatInt(r.WrongRoom, 10), strconv.Itoa(postErr),
+		lat(r.PostP99Ms), lat(r.P50Ms), lat(r.P90Ms), lat(r.P99Ms), lat(r.MaxMs), perD(r.DelivS),
 		perD(r.ServerUsPerD), perD(r.RedisUsPerD), perD(r.GenUsPerD), fmtFloat(r.RSSPerSubKiB), stalled,
+	}
+}
+
+// writeStorms prints a line of storm figures for each result that has them.
+func writeStorms(w io.Writer, rs []*result) {
+	for _, r := range rs {
+		if sr := r.Storm; sr != nil {
+			name := r.Scenario
+			if r.Run == 0 {
+				name += " (median)"
+			}
+			fmt.Fprintf(w, "  %s: %d of %d subscribers connected, the last %s s after the first open; presence events on all %s s later, %d never;\n"+
+				"    online lists correct after the last connect: GET %s s (%d of %d rooms never), observers %s s (%d never;\n"+
+				"    observers reconnected %d times, got %d disconnect events)\n",
+				name, sr.Connected, r.Subs, fmtFloat(sr.ConnectSpanSec), fmtFloat(sr.PresenceSec), sr.NoPresence,
+				fmtFloat(sr.PollSec), sr.PollWrong, sr.Observers, fmtFloat(sr.EventsSec), sr.EventsWrong,
+				sr.ObserverReconnects, sr.ObserverDisconnects)
+			if sr.FirstWrong != "" {
+				fmt.Fprintf(w, "    first wrong list: %s\n", sr.FirstWrong)
+			}
+		}
 	}
 }
 

@@ -137,7 +137,7 @@ func TestParseFlags(t *testing.T) {
 		t.Fatalf("smoke config = %+v, %v", c, err)
 	}
 	c, err = parseFlags([]string{"-scenario", "all"}, &sb)
-	if err != nil || len(c.scenarios) != 7 {
+	if err != nil || len(c.scenarios) != 10 {
 		t.Fatalf("all = %v, %v", c, err)
 	}
 	if c.msgs(c.shape(c.scenarios[2])) != 1000 {
