@@ -63,6 +63,7 @@ type deps struct {
 	stream      streamConfig
 	rooms       roomLimits
 	presence    presenceTracker
+	online      *onlineReads // presence.Online, batched per room
 }
 
 // roomLimits bound what one user can do with rooms.

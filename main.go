@@ -122,6 +122,7 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 		pageHistory: cfg.pageHistory,
 		rooms:       roomLimits{max: cfg.maxRooms, joinsPerMin: cfg.rateJoins, typingPerMin: cfg.rateTyping},
 		presence:    pres,
+		online:      newOnlineReads(pres, 3*time.Second),
 		stream: streamConfig{
 			retry:        2 * time.Second,
 			pooled:       cfg.streamMode == "pooled",

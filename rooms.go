@@ -341,7 +341,7 @@ func handleOnline(d deps) http.Handler {
 			httpError(w, http.StatusUnauthorized, "you are not logged in: open / to log in")
 			return
 		}
-		users, n, err := d.presence.Online(r.Context(), room)
+		users, n, err := d.online.Online(r.Context(), room)
 		if err != nil {
 			w.Header().Set("Retry-After", "2")
 			httpError(w, http.StatusServiceUnavailable, "the chat store is unavailable")

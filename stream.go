@@ -151,7 +151,9 @@ func handleStream(d deps) http.Handler {
 			out.close()
 			return
 		}
-		s.SetPosition(position)
+		if len(rooms) > 1 { // one room's events carry their own id line
+			s.SetPosition(position)
+		}
 		if mode == fanout.Pooled {
 			if err := s.Attach(out.conn); err != nil {
 				d.log.Error("handing the stream to the writers", "err", err)
@@ -246,9 +248,9 @@ func planReplays(r *http.Request, b *broker.Broker, rooms []string, from map[str
 func presenceEvents(r *http.Request, d deps, rooms []string) []byte {
 	var b []byte
 	for _, room := range rooms {
-		users, n, err := d.presence.Online(r.Context(), room)
+		users, n, err := d.online.Online(r.Context(), room)
 		if err != nil {
-			d.log.Debug("online list not sent", "room", room, "err", err)
+			d.log.Warn("online list not sent", "room", room, "err", err)
 			continue
 		}
 		b = append(b, roomEvent(room, "presence", onlineList{Room: room, Users: nonNil(users), Count: n}).Wire...)
