@@ -79,7 +79,7 @@ func handleStream(d deps) http.Handler {
 		if cfg.pooled && r.ProtoMajor == 1 && r.TLS == nil {
 			mode = fanout.Pooled
 		}
-		release, err := d.broker.Acquire(r.Context(), rooms...)
+		lease, err := d.broker.Acquire(r.Context(), rooms...)
 		if err != nil {
 			unavailable(err)
 			return
@@ -87,12 +87,8 @@ func handleStream(d deps) http.Handler {
 		for _, room := range rooms {
 			d.presence.Arrive(room, who.UID, who.Name)
 		}
-		done := func() {
-			release()
-			for _, room := range rooms {
-				d.presence.Depart(room, who.UID)
-			}
-		}
+		held := &streamHold{lease: lease, presence: d.presence, uid: who.UID}
+		done := held.end
 		s, err := d.hub.Subscribe(rooms, who.SID, mode, done)
 		switch {
 		case errors.Is(err, fanout.ErrSessionStreams):
@@ -164,6 +160,22 @@ func handleStream(d deps) http.Handler {
 		}
 		s.Serve(r.Context(), out)
 	})
+}
+
+// streamHold is what an open stream holds beyond the hub: the broker's
+// interest in its rooms, and its person's presence in them. end drops both
+// (the hub calls it once, and it never blocks).
+type streamHold struct {
+	lease    *broker.Lease
+	presence presenceTracker
+	uid      string
+}
+
+func (h *streamHold) end() {
+	h.lease.Release()
+	for _, room := range h.lease.Rooms() {
+		h.presence.Depart(room, h.uid)
+	}
 }
 
 // startPositions returns the positions the client resumes from, per room:

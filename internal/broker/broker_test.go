@@ -158,11 +158,11 @@ func start(t testing.TB, cfg Config) *fixture {
 	go func() { defer wg.Done(); fx.b.Run(ctx, fx.sink) }()
 	go func() { defer wg.Done(); fx.b.RunPublisher(ctx) }()
 	t.Cleanup(func() { cancel(); wg.Wait() })
-	release, err := fx.b.Acquire(ctx, room)
+	lease, err := fx.b.Acquire(ctx, room)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(release)
+	t.Cleanup(lease.Release)
 	waitFor(t, 10*time.Second, "the broker to be ready", fx.b.Ready)
 	return fx
 }

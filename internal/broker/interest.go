@@ -3,7 +3,7 @@ package broker
 import (
 	"context"
 	"fmt"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"chatroom/internal/chat"
@@ -36,36 +36,55 @@ type pendingRoom struct {
 	pos  position
 }
 
-// Acquire registers local interest in rooms and returns the function that
-// drops it (call it once; it never blocks). It blocks only to read the
-// newest history position of a room this process does not listen to yet.
-func (b *Broker) Acquire(ctx context.Context, rooms ...string) (release func(), err error) {
-	var held []string
-	releaseAll := func() {
-		b.mu.Lock()
-		now := time.Now()
-		for _, r := range held {
-			if in := b.table[r]; in != nil {
-				in.refs--
-				if in.refs == 0 {
-					in.idleSince = now
-				}
+// Lease is local interest in some rooms, taken by Acquire. Release drops
+// it; only its first call counts, and it never blocks.
+type Lease struct {
+	b     *Broker
+	rooms []string
+	done  atomic.Bool
+}
+
+// Release drops the lease's interest in its rooms.
+func (l *Lease) Release() {
+	if l == nil || l.done.Swap(true) {
+		return
+	}
+	l.b.drop(l.rooms)
+}
+
+// Rooms are the lease's rooms.
+func (l *Lease) Rooms() []string { return l.rooms }
+
+// drop takes one reference from each of rooms.
+func (b *Broker) drop(rooms []string) {
+	b.mu.Lock()
+	now := time.Now()
+	for _, r := range rooms {
+		if in := b.table[r]; in != nil {
+			in.refs--
+			if in.refs == 0 {
+				in.idleSince = now
 			}
 		}
-		b.mu.Unlock()
 	}
-	for _, room := range rooms {
+	b.mu.Unlock()
+}
+
+// Acquire registers local interest in rooms (the lease keeps the slice) and
+// returns the lease that drops it. It blocks only to read the newest
+// history position of a room this process does not listen to yet.
+func (b *Broker) Acquire(ctx context.Context, rooms ...string) (*Lease, error) {
+	for i, room := range rooms {
 		if !chat.ValidRoom(room) {
-			releaseAll()
+			b.drop(rooms[:i])
 			return nil, fmt.Errorf("acquire: %w", chat.RoomError(room))
 		}
 		if b.hold(room) {
-			held = append(held, room)
 			continue
 		}
 		p, err := b.newest(ctx, room)
 		if err != nil {
-			releaseAll()
+			b.drop(rooms[:i])
 			return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 		}
 		b.mu.Lock()
@@ -76,13 +95,12 @@ func (b *Broker) Acquire(ctx context.Context, rooms ...string) (release func(), 
 			b.pending = append(b.pending, pendingRoom{room, p})
 		}
 		b.mu.Unlock()
-		held = append(held, room)
 		select {
 		case b.wake <- struct{}{}:
 		default:
 		}
 	}
-	return sync1(releaseAll), nil
+	return &Lease{b: b, rooms: rooms}, nil
 }
 
 // hold takes one more reference to room if it is in the table.
@@ -94,12 +112,6 @@ func (b *Broker) hold(room string) bool {
 		return true
 	}
 	return false
-}
-
-// sync1 makes f safe to call more than once: only the first call runs it.
-func sync1(f func()) func() {
-	var once sync.Once
-	return func() { once.Do(f) }
 }
 
 // Rooms returns the rooms this process listens to (local interest or

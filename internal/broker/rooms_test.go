@@ -77,7 +77,7 @@ func TestRoomsDeliverSeparately(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer release()
+	defer release.Release()
 	waitFor(t, 10*time.Second, "the broker to be ready", b.Ready)
 	for i := range 5 {
 		publishIn(t, b, "dev", fmt.Sprint("d", i))
@@ -111,7 +111,7 @@ func TestAcquireStartsAtNewest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer release()
+	defer release.Release()
 	// Published after Acquire, before the subscription exists at all.
 	publishIn(t, b, "dev", "after1")
 	publishIn(t, b, "dev", "after2")
@@ -144,8 +144,8 @@ func TestInterestLinger(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 10*time.Second, "dev subscribed", func() bool { return numsub(t, rdb, "dev") == 1 })
-	release()
-	release() // a second call does nothing
+	release.Release()
+	release.Release() // a second call does nothing
 	waitFor(t, 10*time.Second, "dev unsubscribed after the linger", func() bool { return numsub(t, rdb, "dev") == 0 })
 	if b.Rooms() != 0 {
 		t.Fatalf("broker still lists %d rooms", b.Rooms())
@@ -162,13 +162,13 @@ func TestInterestLinger(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 10*time.Second, "ops subscribed", func() bool { return numsub(t, rdb, "ops") == 1 })
-	r1()
+	r1.Release()
 	publishIn(t, b2, "ops", "meanwhile")
 	r2, err := b2.Acquire(context.Background(), "ops")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer r2()
+	defer r2.Release()
 	sink2.await(t, "the message published while nobody held ops", func() bool { return len(sink2.byRoom()["ops"]) == 1 })
 	if n := numsub(t, rdb, "ops"); n != 1 {
 		t.Fatalf("ops NUMSUB %d during the linger, want 1", n)
@@ -241,7 +241,7 @@ func TestClusterRoomsAcrossSlots(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer release()
+	defer release.Release()
 	waitFor(t, 15*time.Second, "the broker to be ready", b.Ready)
 	for i := range 3 {
 		for _, r := range rooms {
