@@ -17,7 +17,6 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/go-redis/redis_rate/v10"
@@ -64,6 +63,7 @@ type deps struct {
 	rooms       roomLimits
 	presence    presenceTracker
 	online      *onlineReads // presence.Online, batched per room
+	static      map[string]*staticFile
 }
 
 // roomLimits bound what one user can do with rooms.
@@ -111,7 +111,7 @@ func addRoutes(mux *http.ServeMux, d deps) {
 	mux.Handle("GET /whoami", handleWhoami(d))
 	mux.Handle("GET /healthz", handleHealthz())
 	mux.Handle("GET /readyz", handleReadyz(d))
-	mux.Handle("GET /static/", handleStatic())
+	mux.Handle("GET /static/", handleStatic(d.static))
 }
 
 func parsePages() (*template.Template, error) {
@@ -481,19 +481,6 @@ func handleReadyz(d deps) http.Handler {
 			w.WriteHeader(http.StatusServiceUnavailable)
 		}
 		json.NewEncoder(w).Encode(body)
-	})
-}
-
-// handleStatic serves GET /static/…: the embedded CSS and JS.
-func handleStatic() http.Handler {
-	files := http.FileServerFS(assets)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasSuffix(r.URL.Path, "/") {
-			http.NotFound(w, r) // no directory listings
-			return
-		}
-		w.Header().Set("Cache-Control", "public, max-age=300")
-		files.ServeHTTP(w, r)
 	})
 }
 

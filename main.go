@@ -81,6 +81,10 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 	if err != nil {
 		return fmt.Errorf("templates: %w", err)
 	}
+	static, err := loadStatic(assets)
+	if err != nil {
+		return err
+	}
 	h := fanout.New(fanout.Config{
 		QueueEvents:       cfg.streamBuffer,
 		QueueBytes:        cfg.streamBytes,
@@ -123,6 +127,7 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 		rooms:       roomLimits{max: cfg.maxRooms, joinsPerMin: cfg.rateJoins, typingPerMin: cfg.rateTyping},
 		presence:    pres,
 		online:      newOnlineReads(pres, 3*time.Second),
+		static:      static,
 		stream: streamConfig{
 			retry:        2 * time.Second,
 			pooled:       cfg.streamMode == "pooled",
