@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/go-redis/redis_rate/v10"
@@ -328,30 +329,44 @@ func handlePost(d deps) http.Handler {
 		}
 		who, ok := d.user(r)
 		if !ok {
+			if navigated(r) {
+				http.Redirect(w, r, "/login?next="+url.QueryEscape(roomPath(room)), http.StatusSeeOther)
+				return
+			}
 			httpError(w, http.StatusUnauthorized, "you are not logged in: open / to log in")
+			return
+		}
+		form, err := readForm(w, r)
+		nav := navigated(r)
+		raw := form.Get("message")
+		// A plain form POST (no JavaScript) gets the page back with the
+		// error shown and its text kept; fetch and curl get the sentence.
+		fail := func(status int, msg string) {
+			if nav {
+				d.renderRoom(w, r, who, room, status, sentence(msg), raw)
+				return
+			}
+			httpError(w, status, msg)
+		}
+		if err != nil {
+			fail(errorStatus(err))
 			return
 		}
 		if room != chat.DefaultRoom {
 			joined, err := d.broker.Joined(r.Context(), who.UID, d.rooms.max)
 			if err != nil {
 				w.Header().Set("Retry-After", "2")
-				httpError(w, http.StatusServiceUnavailable, "message not sent: the chat store is unavailable, try again in a moment")
+				fail(http.StatusServiceUnavailable, "message not sent: the chat store is unavailable, try again in a moment")
 				return
 			}
 			if !slices.Contains(joined, room) {
-				httpError(w, http.StatusForbidden, fmt.Sprintf("message not sent: join the room first (open %s)", roomPath(room)))
+				fail(http.StatusForbidden, fmt.Sprintf("message not sent: join the room first (open %s)", roomPath(room)))
 				return
 			}
 		}
-		form, err := readForm(w, r)
+		raw, err = field(form, "message", true)
 		if err != nil {
-			status, msg := errorStatus(err)
-			httpError(w, status, msg)
-			return
-		}
-		raw, err := field(form, "message", true)
-		if err != nil {
-			httpError(w, http.StatusBadRequest, err.Error())
+			fail(http.StatusBadRequest, err.Error())
 			return
 		}
 		clientID, err := field(form, "client_id", false)
@@ -359,25 +374,24 @@ func handlePost(d deps) http.Handler {
 			err = errors.New("the field \"client_id\" must be 1 to 64 letters, digits, '-' or '_'")
 		}
 		if err != nil {
-			httpError(w, http.StatusBadRequest, err.Error())
+			fail(http.StatusBadRequest, err.Error())
 			return
 		}
 		text, err := chat.CleanMessage(raw, d.maxMessage)
 		if err != nil {
-			status, msg := errorStatus(err)
-			httpError(w, status, msg)
+			fail(errorStatus(err))
 			return
 		}
 		wait, err := d.allow(r.Context(), "post:"+who.UID, d.limits.postsPerSec, d.limits.postBurst, time.Second)
 		if err != nil {
 			d.log.Warn("rate limit check failed", "err", err)
 			w.Header().Set("Retry-After", "2")
-			httpError(w, http.StatusServiceUnavailable, "message not sent: the chat store is unavailable, try again in a moment")
+			fail(http.StatusServiceUnavailable, "message not sent: the chat store is unavailable, try again in a moment")
 			return
 		}
 		if wait > 0 {
 			w.Header().Set("Retry-After", retryAfter(wait))
-			httpError(w, http.StatusTooManyRequests, fmt.Sprintf("slow down: you are sending messages too fast (limit %d per second); try again in %s s", d.limits.postsPerSec, retryAfter(wait)))
+			fail(http.StatusTooManyRequests, fmt.Sprintf("slow down: you are sending messages too fast (limit %d per second); try again in %s s", d.limits.postsPerSec, retryAfter(wait)))
 			return
 		}
 		msg := chat.Message{User: who.Name, UID: who.UID, Text: text, Time: time.Now().UTC()}
@@ -392,18 +406,37 @@ func handlePost(d deps) http.Handler {
 		if _, err := d.broker.Publish(r.Context(), room, token, msg); err != nil {
 			d.log.Warn("post failed", "err", err)
 			if errors.Is(err, broker.ErrNotReplicated) {
-				httpError(w, http.StatusServiceUnavailable, "message not confirmed: it may appear in the chat, but the store could not guarantee it is safe; check before sending it again")
+				fail(http.StatusServiceUnavailable, "message not confirmed: it may appear in the chat, but the store could not guarantee it is safe; check before sending it again")
 				return
 			}
 			w.Header().Set("Retry-After", "2")
-			httpError(w, http.StatusServiceUnavailable, "message not sent: the chat store is unavailable, try again in a moment")
+			fail(http.StatusServiceUnavailable, "message not sent: the chat store is unavailable, try again in a moment")
 			return
 		}
 		if err := d.broker.Touch(r.Context(), room); err != nil {
 			d.log.Debug("active rooms not updated", "err", err)
 		}
+		if nav {
+			// Back to the room: a 204 would leave the browser on a stale
+			// page, inviting a second copy.
+			http.Redirect(w, r, roomPath(room), http.StatusSeeOther)
+			return
+		}
 		w.WriteHeader(http.StatusNoContent)
 	})
+}
+
+// sentence capitalises msg's first letter and ends it with a full stop,
+// for showing on a page.
+func sentence(msg string) string {
+	if msg == "" {
+		return msg
+	}
+	msg = strings.ToUpper(msg[:1]) + msg[1:]
+	if !strings.HasSuffix(msg, ".") {
+		msg += "."
+	}
+	return msg
 }
 
 // validClientID accepts an empty ID (none sent) or 1..64 of [A-Za-z0-9_-].

@@ -95,6 +95,8 @@ type roomPage struct {
 	Active    []broker.ActiveRoom
 	MaxLen    int
 	Degraded  bool
+	SendError string // a plain form POST that failed: why (the page shows it)
+	Draft     string // and the text it carried, kept in the box
 	PostURL   string
 	TypingURL string
 	LeaveURL  string
@@ -161,55 +163,61 @@ func handleRoom(d deps) http.Handler {
 			http.Redirect(w, r, target, http.StatusSeeOther)
 			return
 		}
-		p := roomPage{User: who.Name, UID: who.UID, Room: room, MaxLen: d.maxMessage,
-			PostURL: roomURL(room, "post"), TypingURL: roomURL(room, "typing"),
-			LeaveURL: roomURL(room, "leave"), JoinURL: roomURL(room, "join")}
-		degrade := func(what string, err error) {
-			d.log.Warn("chat page without "+what, "room", room, "err", err)
-			p.Degraded = true
-		}
-		if status, msg := d.joinRoom(r.Context(), w, who, room); status == http.StatusServiceUnavailable {
-			degrade("joined rooms", errors.New(msg))
-		} else if status != 0 {
-			httpError(w, status, msg)
-			return
-		}
-		joined, err := d.broker.Joined(r.Context(), who.UID, d.rooms.max)
-		if err != nil {
-			degrade("joined rooms", err)
-		}
-		if !slices.Contains(joined, room) {
-			joined = chat.SortRooms(append(joined, room))
-		}
-		p.Joined = joined
-		if p.Active, err = d.broker.Active(r.Context(), activeListed); err != nil {
-			degrade("active rooms", err)
-		}
-		msgs, pos, err := d.broker.Recent(r.Context(), room, d.pageHistory)
-		newest, err2 := d.broker.NewestMany(r.Context(), joined)
-		if err == nil {
-			err = err2
-		}
-		if err != nil {
-			// The page still works: its stream catches up once Redis is
-			// back, and says the chat is degraded meanwhile.
-			degrade("history", err)
-			clock := chat.ID{Ms: uint64(time.Now().Add(-maxClockSkew).UnixMilli())}
-			pos = clock
-			newest = make(map[string]chat.ID, len(joined))
-			for _, j := range joined {
-				newest[j] = clock
-			}
-		}
-		newest[room] = pos // the messages rendered end exactly here
-		p.Messages = msgs
-		p.LastID = pos.String()
-		if pos.IsZero() {
-			p.LastID = "0-0" // before the first message
-		}
-		p.Position = chat.FormatPositions(joined, newest)
-		render(w, d, http.StatusOK, "chat.html", p)
+		d.renderRoom(w, r, who, room, http.StatusOK, "", "")
 	})
+}
+
+// renderRoom renders room's page for who with status; sendErr and draft
+// are a failed plain form POST's sentence and text.
+func (d deps) renderRoom(w http.ResponseWriter, r *http.Request, who identity, room string, status int, sendErr, draft string) {
+	p := roomPage{User: who.Name, UID: who.UID, Room: room, MaxLen: d.maxMessage, SendError: sendErr, Draft: draft,
+		PostURL: roomURL(room, "post"), TypingURL: roomURL(room, "typing"),
+		LeaveURL: roomURL(room, "leave"), JoinURL: roomURL(room, "join")}
+	degrade := func(what string, err error) {
+		d.log.Warn("chat page without "+what, "room", room, "err", err)
+		p.Degraded = true
+	}
+	if status, msg := d.joinRoom(r.Context(), w, who, room); status == http.StatusServiceUnavailable {
+		degrade("joined rooms", errors.New(msg))
+	} else if status != 0 {
+		httpError(w, status, msg)
+		return
+	}
+	joined, err := d.broker.Joined(r.Context(), who.UID, d.rooms.max)
+	if err != nil {
+		degrade("joined rooms", err)
+	}
+	if !slices.Contains(joined, room) {
+		joined = chat.SortRooms(append(joined, room))
+	}
+	p.Joined = joined
+	if p.Active, err = d.broker.Active(r.Context(), activeListed); err != nil {
+		degrade("active rooms", err)
+	}
+	msgs, pos, err := d.broker.Recent(r.Context(), room, d.pageHistory)
+	newest, err2 := d.broker.NewestMany(r.Context(), joined)
+	if err == nil {
+		err = err2
+	}
+	if err != nil {
+		// The page still works: its stream catches up once Redis is
+		// back, and says the chat is degraded meanwhile.
+		degrade("history", err)
+		clock := chat.ID{Ms: uint64(time.Now().Add(-maxClockSkew).UnixMilli())}
+		pos = clock
+		newest = make(map[string]chat.ID, len(joined))
+		for _, j := range joined {
+			newest[j] = clock
+		}
+	}
+	newest[room] = pos // the messages rendered end exactly here
+	p.Messages = msgs
+	p.LastID = pos.String()
+	if pos.IsZero() {
+		p.LastID = "0-0" // before the first message
+	}
+	p.Position = chat.FormatPositions(joined, newest)
+	render(w, d, status, "chat.html", p)
 }
 
 // handleRoomForm serves GET /r/?room=name, the join form without
@@ -227,9 +235,21 @@ func handleRoomForm() http.Handler {
 }
 
 // navigated reports whether a request is a page navigation (a plain form
-// POST without JavaScript), which gets a redirect instead of 204.
+// POST without JavaScript), which gets a redirect or a page instead of 204.
+// The request says so itself: Sec-Fetch-Mode: navigate from browsers that
+// send it; from older ones, no Sec-Fetch-Mode and an Accept that asks for
+// HTML (a browser's form submission does; fetch and curl send */*); or the
+// leave form's redirect=1.
 func navigated(r *http.Request) bool {
-	return r.Header.Get("Sec-Fetch-Mode") == "navigate" || r.FormValue("redirect") == "1"
+	switch r.Header.Get("Sec-Fetch-Mode") {
+	case "navigate":
+		return true
+	case "":
+		if strings.Contains(r.Header.Get("Accept"), "text/html") {
+			return true
+		}
+	}
+	return r.PostForm.Get("redirect") == "1" // only once the form was read (bounded)
 }
 
 // handleJoin serves POST /r/{room}/join: 204 (or 303 to the room).
@@ -242,6 +262,11 @@ func handleJoin(d deps) http.Handler {
 		who, ok := d.user(r)
 		if !ok {
 			httpError(w, http.StatusUnauthorized, "you are not logged in: open / to log in")
+			return
+		}
+		if _, err := readForm(w, r); err != nil {
+			status, msg := errorStatus(err)
+			httpError(w, status, msg)
 			return
 		}
 		if status, msg := d.joinRoom(r.Context(), w, who, room); status != 0 {
@@ -266,6 +291,11 @@ func handleLeave(d deps) http.Handler {
 		who, ok := d.user(r)
 		if !ok {
 			httpError(w, http.StatusUnauthorized, "you are not logged in: open / to log in")
+			return
+		}
+		if _, err := readForm(w, r); err != nil {
+			status, msg := errorStatus(err)
+			httpError(w, status, msg)
 			return
 		}
 		if err := d.broker.Leave(r.Context(), who.UID, room); err != nil {
