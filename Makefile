@@ -15,6 +15,7 @@ build:
 # with passwordless sudo, else prints what to install and fails.
 deps:
 	@bash .ci/deps.sh
+	@bash .ci/npm-deps.sh
 
 fmt-check:
 	@out="$$(gofmt -l .)"; \

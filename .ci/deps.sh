@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests need: redis-server, redis-cli (Debian packages
-# redis-server, redis-tools) and /usr/bin/chromium (package chromium).
+# redis-server, redis-tools), /usr/bin/chromium (package chromium) and npm
+# (for the browser tests' npm packages, installed by .ci/npm-deps.sh).
 # Called by `make deps`. Idempotent: does nothing when all are present.
 set -euo pipefail
 
@@ -8,13 +9,14 @@ missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 
 if [ ${#missing[@]} -eq 0 ]; then
-	echo "deps: redis-server, redis-cli and /usr/bin/chromium present"
+	echo "deps: redis-server, redis-cli, /usr/bin/chromium and npm present"
 	exit 0
 fi
 
-packages=(redis-server redis-tools chromium)
+packages=(redis-server redis-tools chromium npm)
 
 if [ "$(id -u)" -eq 0 ]; then
 	sudo=()
@@ -57,7 +59,7 @@ status=0
 if [ "$status" -ne 0 ]; then
 	# A postinst that failed only on starting a service leaves the binaries
 	# installed; accept that, report anything else.
-	if command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1 && [ -x /usr/bin/chromium ]; then
+	if command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1 && [ -x /usr/bin/chromium ] && command -v npm >/dev/null 2>&1; then
 		echo "deps: apt-get install exited with $status, but all binaries are installed; continuing" >&2
 	else
 		echo "deps: apt-get install failed with status $status" >&2
