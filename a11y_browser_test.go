@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
 
 	"chatroom/internal/redistest"
@@ -68,5 +69,42 @@ func TestBrowserAccessibility(t *testing.T) {
 				t.Errorf("chat page (%s): %d violations:\n%s", vp.name, len(v), strings.Join(v, "\n"))
 			}
 		})
+	}
+}
+
+// The page follows the system's light or dark preference, and the toggle
+// pins the other one, remembered across pages; axe-core finds no
+// violations (contrast included) in either theme.
+func TestBrowserThemes(t *testing.T) {
+	axe := axeSource(t)
+	srv := startServer(t, redistest.Start(t).URL())
+	browser := startBrowser(t)
+	tab := newBrowserTab(t, browser, "alice")
+	tab.loginThroughForm(srv.URL, "alice")
+	bg := func() string {
+		return pageEval[string](tab, `getComputedStyle(document.body).backgroundColor`)
+	}
+	for _, scheme := range []string{"light", "dark"} {
+		if _, err := chromedp.Call(tab.ctx, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
+			Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: scheme}}}); err != nil {
+			t.Fatalf("emulate %s: %v", scheme, err)
+		}
+		want := map[string]string{"light": "rgb(255, 255, 255)", "dark": "rgb(0, 0, 0)"}[scheme]
+		if got := bg(); got != want {
+			t.Fatalf("system %s: background %s, want %s", scheme, got, want)
+		}
+		if v := tab.axeViolations(axe); len(v) > 0 {
+			t.Errorf("%s theme: %d violations:\n%s", scheme, len(v), strings.Join(v, "\n"))
+		}
+	}
+	// System dark; the toggle pins light, and it stays after a reload.
+	tab.do("toggle", chromedp.Click(chromedp.ID("theme")))
+	if got := bg(); got != "rgb(255, 255, 255)" {
+		t.Fatalf("after the toggle: background %s, want light", got)
+	}
+	tab.do("reload", chromedp.Reload())
+	tab.waitFor("the page", `document.getElementById("theme") !== null && !document.getElementById("theme").hidden`)
+	if got := bg(); got != "rgb(255, 255, 255)" {
+		t.Fatalf("after a reload: background %s, want the pinned light theme", got)
 	}
 }

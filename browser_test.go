@@ -495,8 +495,9 @@ func TestBrowserChat(t *testing.T) {
 		if notices := pageEval[[]string](u, `[...document.querySelectorAll("#messages li.notice")].map((li) => li.textContent)`); len(notices) != 0 {
 			t.Errorf("%s: unexpected notices: %q", u.name, notices)
 		}
-		if n := pageEval[int](u, `document.scripts.length`); n != 1 {
-			t.Errorf("%s: the page has %d scripts, want only app.js", u.name, n)
+		// Only the page's own scripts, each from /static/ (none created from user text).
+		if srcs := pageEval[[]string](u, `[...document.scripts].map((s) => new URL(s.src || "inline:", location.href).pathname)`); !slices.Equal(srcs, []string{"/static/theme.js", "/static/app.js"}) {
+			t.Errorf("%s: the page's scripts are %q, want theme.js and app.js", u.name, srcs)
 		}
 		if d := u.dialogsOpened(); len(d) != 0 {
 			t.Errorf("%s: JavaScript dialogs opened: %q", u.name, d)
