@@ -52,7 +52,14 @@ func TestBrowserScrollBack(t *testing.T) {
 			t.Fatalf("no beginning of the history after %d loads\n%s", loads, alice.describe())
 		}
 		before := pageEval[int](alice, `document.querySelectorAll("#messages li.msg").length`)
-		pageEval[bool](alice, `(document.getElementById("messages").scrollTop = 0, true)`)
+		// A person's wheel or touch gives many scroll events at the top,
+		// not one: three of them, at once.
+		pageEval[bool](alice, `(() => {
+			const list = document.getElementById("messages");
+			list.scrollTop = 0;
+			for (let i = 0; i < 3; i++) list.dispatchEvent(new Event("scroll"));
+			return true;
+		})()`)
 		top := pageEval[listTop](alice, topOfListJS)
 		alice.waitFor("an older page prepended", `document.querySelectorAll("#messages li.msg").length > `+jsJSON(before))
 		after := pageEval[listTop](alice, `(() => {
@@ -109,5 +116,12 @@ func TestBrowserScrollBack(t *testing.T) {
 		const l = list.getBoundingClientRect(), r = hit.getBoundingClientRect();
 		return r.top >= l.top - 1 && r.bottom <= l.bottom + 1 && hit.textContent.includes("the Zebra crossing");
 	})()`)
+	// A history view opens no live stream: after a second, still no event
+	// and the status says so.
+	state := pageAwait[string](alice, `new Promise((done) => setTimeout(() =>
+		done(document.getElementById("status").textContent + " | " + window.chatReceived.length), 1000))`)
+	if state != "older messages: not live | 0" {
+		t.Errorf("the history view: status and events received %q, want no stream", state)
+	}
 	checkNoPageProblems(t, alice)
 }
