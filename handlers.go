@@ -60,6 +60,7 @@ type deps struct {
 	limits      limits
 	maxMessage  int   // characters
 	pageHistory int64 // messages rendered into the chat page
+	historyLen  int64 // messages kept per room: what a search reads at most
 	stream      streamConfig
 	rooms       roomLimits
 	presence    presenceTracker
@@ -107,6 +108,8 @@ func addRoutes(mux *http.ServeMux, d deps) {
 	mux.Handle("POST /r/{room}/join", handleJoin(d))
 	mux.Handle("POST /r/{room}/leave", handleLeave(d))
 	mux.Handle("GET /r/{room}/online", handleOnline(d))
+	mux.Handle("GET /r/{room}/history", handleHistory(d))
+	mux.Handle("GET /r/{room}/search", handleSearch(d))
 	mux.Handle("GET /rooms", handleRooms(d))
 	mux.Handle("GET /stream", handleStream(d))
 	mux.Handle("GET /whoami", handleWhoami(d))
@@ -343,7 +346,7 @@ func handlePost(d deps) http.Handler {
 		// error shown and its text kept; fetch and curl get the sentence.
 		fail := func(status int, msg string) {
 			if nav {
-				d.renderRoom(w, r, who, room, status, sentence(msg), raw)
+				d.renderRoom(w, r, who, room, chat.ID{}, status, sentence(msg), raw)
 				return
 			}
 			httpError(w, status, msg)

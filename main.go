@@ -124,6 +124,7 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 		limits:      limits{postsPerSec: cfg.ratePosts, postBurst: cfg.rateBurst, loginsPerMin: cfg.rateLogins, passwordPerMin: cfg.ratePasswords},
 		maxMessage:  cfg.maxMessage,
 		pageHistory: cfg.pageHistory,
+		historyLen:  cfg.historyLen,
 		rooms:       roomLimits{max: cfg.maxRooms, joinsPerMin: cfg.rateJoins, typingPerMin: cfg.rateTyping},
 		presence:    pres,
 		online:      newOnlineReads(pres, 3*time.Second),

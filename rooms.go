@@ -101,6 +101,12 @@ type roomPage struct {
 	TypingURL string
 	LeaveURL  string
 	JoinURL   string
+	// Reading the history: the page of older messages (none: the oldest
+	// is shown), and in a history view (?before=, no live stream) the next
+	// page towards the newest.
+	HistoryURL, SearchURL string
+	OlderURL, NewerURL    string
+	Before                string // set: a history view
 }
 
 // joinRoom joins uid to room (rate-limited per user when it is new to
@@ -135,7 +141,10 @@ func (d deps) joinRoom(ctx context.Context, w http.ResponseWriter, who identity,
 
 // handleRoom serves GET / and GET /r/{room}: the room's page with its
 // latest messages rendered on the server (opening a room joins it), or a
-// redirect to /login that comes back here.
+// redirect to /login that comes back here. With ?before=<id> it is a
+// history view: the page of messages older than id, with links to the
+// pages older and newer, and no live stream (the page says so and links to
+// the newest), so a stream never starts from a position in the past.
 //
 // The page always carries the position its stream starts from (data-last-id
 // for this room, data-position for every joined room), so nothing posted
@@ -154,6 +163,15 @@ func handleRoom(d deps) http.Handler {
 			http.Redirect(w, r, "/", http.StatusMovedPermanently)
 			return
 		}
+		var before chat.ID
+		if s := r.URL.Query().Get("before"); s != "" {
+			id, err := chat.ParseID(s)
+			if err != nil {
+				httpError(w, http.StatusBadRequest, "before must be a message ID (<ms>-<seq>)")
+				return
+			}
+			before = id
+		}
 		who, ok := d.user(r)
 		if !ok {
 			target := "/login"
@@ -163,16 +181,17 @@ func handleRoom(d deps) http.Handler {
 			http.Redirect(w, r, target, http.StatusSeeOther)
 			return
 		}
-		d.renderRoom(w, r, who, room, http.StatusOK, "", "")
+		d.renderRoom(w, r, who, room, before, http.StatusOK, "", "")
 	})
 }
 
 // renderRoom renders room's page for who with status; sendErr and draft
 // are a failed plain form POST's sentence and text.
-func (d deps) renderRoom(w http.ResponseWriter, r *http.Request, who identity, room string, status int, sendErr, draft string) {
+func (d deps) renderRoom(w http.ResponseWriter, r *http.Request, who identity, room string, before chat.ID, status int, sendErr, draft string) {
 	p := roomPage{User: who.Name, UID: who.UID, Room: room, MaxLen: d.maxMessage, SendError: sendErr, Draft: draft,
 		PostURL: roomURL(room, "post"), TypingURL: roomURL(room, "typing"),
-		LeaveURL: roomURL(room, "leave"), JoinURL: roomURL(room, "join")}
+		LeaveURL: roomURL(room, "leave"), JoinURL: roomURL(room, "join"),
+		HistoryURL: "/r/" + room + "/history", SearchURL: "/r/" + room + "/search"}
 	degrade := func(what string, err error) {
 		d.log.Warn("chat page without "+what, "room", room, "err", err)
 		p.Degraded = true
@@ -194,7 +213,11 @@ func (d deps) renderRoom(w http.ResponseWriter, r *http.Request, who identity, r
 	if p.Active, err = d.broker.Active(r.Context(), activeListed); err != nil {
 		degrade("active rooms", err)
 	}
-	msgs, pos, err := d.broker.Recent(r.Context(), room, d.pageHistory)
+	pageLen := d.pageHistory
+	if !before.IsZero() {
+		pageLen = 0 // only the position: the messages are older ones
+	}
+	msgs, pos, err := d.broker.Recent(r.Context(), room, pageLen)
 	newest, err2 := d.broker.NewestMany(r.Context(), joined)
 	if err == nil {
 		err = err2
@@ -211,6 +234,24 @@ func (d deps) renderRoom(w http.ResponseWriter, r *http.Request, who identity, r
 		}
 	}
 	newest[room] = pos // the messages rendered end exactly here
+	if err == nil {
+		more := len(msgs) > 0
+		if !before.IsZero() {
+			var page broker.Page
+			page, err = d.broker.Before(r.Context(), room, before, d.pageHistory)
+			msgs, more = page.Messages, page.More
+			p.Before = before.String()
+		} else if more {
+			var page broker.Page
+			page, err = d.broker.Before(r.Context(), room, mustID(msgs[0].ID), 0)
+			more = page.More
+		}
+		if err != nil {
+			degrade("history", err)
+		} else {
+			d.historyLinks(r.Context(), &p, msgs, more, before)
+		}
+	}
 	p.Messages = msgs
 	p.LastID = pos.String()
 	if pos.IsZero() {

@@ -591,9 +591,112 @@
     if (e.persisted) connect();
   });
 
+  // --- scroll-back: older pages of the history (this section only) ---
+  // Scrolling to the top of the list (or following the "older messages"
+  // link) loads the page before the oldest message shown from
+  // /r/{room}/history and prepends it, keeping what was in view where it
+  // was; at the oldest kept message a "beginning of the history" line.
+  const historyURL = body.dataset.historyUrl || "";
+  let olderLink = document.getElementById("older");
+  let loadingOlder = false;
+  let historyDone = !olderLink; // the server renders no link at the oldest
+
+  function oldestShown() {
+    const first = list.querySelector("li.msg[data-id]");
+    return first ? first.dataset.id : "";
+  }
+
+  function markHistoryStart() {
+    if (list.querySelector("li.history-start")) return;
+    const li = document.createElement("li");
+    li.className = "history-start";
+    li.textContent = "beginning of the history";
+    list.prepend(li);
+  }
+
+  async function loadOlder() {
+    if (loadingOlder || historyDone || !historyURL) return;
+    const before = oldestShown();
+    if (!ID.test(before)) return;
+    loadingOlder = true;
+    try {
+      const r = await fetch(historyURL + "?before=" + encodeURIComponent(before) + "&limit=50", {
+        cache: "no-store",
+        credentials: "same-origin",
+      });
+      if (!r.ok) return; // tried again on the next scroll to the top
+      const page = await r.json();
+      const shown = new Set([...list.querySelectorAll("li.msg[data-id]")].map((li) => li.dataset.id));
+      const items = [];
+      for (const m of page.messages || []) {
+        if (!ID.test(m.id) || shown.has(m.id)) continue;
+        shown.add(m.id);
+        const li = messageItem(m);
+        li.id = "m-" + m.id;
+        items.push(li);
+      }
+      // Keep the view still: whatever grows above moves the scroll by as much.
+      const height = list.scrollHeight;
+      const top = list.scrollTop;
+      const anchor = olderLink ? olderLink.closest("li") : null;
+      if (anchor) anchor.after(...items);
+      else list.prepend(...items);
+      list.scrollTop = top + (list.scrollHeight - height);
+      if (!page.more) {
+        historyDone = true;
+        if (anchor) anchor.remove();
+        olderLink = null;
+        markHistoryStart();
+      } else if (olderLink) {
+        olderLink.href = olderLink.pathname + "?before=" + encodeURIComponent(page.before);
+      }
+    } catch {
+      // offline: tried again on the next scroll to the top
+    } finally {
+      loadingOlder = false;
+    }
+  }
+
+  // messageItem builds a message's list item as addMessage does, without
+  // appending it.
+  function messageItem(m) {
+    const li = document.createElement("li");
+    li.className = m.uid === myUID ? "msg own" : "msg";
+    li.dataset.id = m.id;
+    li.dataset.uid = m.uid;
+    const meta = document.createElement("span");
+    meta.className = "meta";
+    const time = document.createElement("time");
+    time.dateTime = m.time;
+    time.textContent = localTime(m.time);
+    const user = document.createElement("b");
+    user.className = "user";
+    user.textContent = m.user;
+    meta.append(time, " ", user);
+    const text = document.createElement("span");
+    text.className = "text";
+    text.textContent = m.text;
+    li.append(meta, text);
+    return li;
+  }
+
+  list.addEventListener("scroll", () => {
+    if (list.scrollTop < 40) loadOlder();
+  });
+  if (olderLink) {
+    olderLink.addEventListener("click", (e) => {
+      e.preventDefault();
+      loadOlder();
+    });
+  } else if (oldestShown()) {
+    markHistoryStart();
+  }
+  if (body.dataset.before) setStatus("offline", "older messages: not live");
+  // --- end of scroll-back ---
+
   for (const t of document.querySelectorAll("time")) t.textContent = localTime(t.dateTime);
   saveUnread(); // this room's count is cleared: it is open
   renderUnread();
   scrollToEnd();
-  connect();
+  if (!body.dataset.before) connect(); // a history view (?before=) has no live stream
 })();
