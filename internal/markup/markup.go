@@ -1,4 +1,4 @@
-// Package render turns a chat message's text into the HTML the page shows:
+// Package markup turns a chat message's text into the HTML the page shows:
 // a small Markdown (emphasis, strong, strikethrough, `code`, fenced and
 // indented code blocks, quotes, lists, links and bare URLs made links, a
 // newline is a line break), rendered once on the server.
@@ -11,7 +11,7 @@
 // only an http, https or mailto href, with rel="noopener noreferrer
 // nofollow". Either layer alone would keep script out; both must be broken
 // for it to get in.
-package render
+package markup
 
 import (
 	"bytes"
