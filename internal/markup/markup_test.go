@@ -2,6 +2,9 @@ package markup
 
 import (
 	"strings"
+
+	"github.com/yuin/goldmark"
+	gmhtml "github.com/yuin/goldmark/renderer/html"
 	"testing"
 	"time"
 )
@@ -88,6 +91,16 @@ func TestPolicy(t *testing.T) {
 		if got := p.Sanitize(tc.in); got != tc.want {
 			t.Errorf("Sanitize(%q)\n got %q\nwant %q", tc.in, got, tc.want)
 		}
+	}
+}
+
+// TestSecondLayer: what the Markdown layer lets through, HTML applies the
+// policy to (here a goldmark that passes raw HTML and dangerous links).
+func TestSecondLayer(t *testing.T) {
+	r := &Renderer{md: goldmark.New(goldmark.WithRendererOptions(gmhtml.WithUnsafe())), policy: newPolicy()}
+	in := "<img src=x onerror=alert(1)><script>alert(1)</script>[x](javascript:alert(1)) <b onclick=alert(1)>b</b>"
+	if got, want := string(r.HTML(in)), "<p>x b</p>"; got != want {
+		t.Errorf("HTML(%q) through an unsafe Markdown\n got %q\nwant %q", in, got, want)
 	}
 }
 
