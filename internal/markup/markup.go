@@ -42,28 +42,60 @@ const MaxInput = 64 << 10
 // LinkRel is the rel of every link in a message.
 const LinkRel = "noopener noreferrer nofollow"
 
-// A Renderer renders message texts. It holds no mutable state: one is safe
-// for concurrent use, and the zero value is not valid (use New).
+// cacheSize is how many recent renderings a Renderer keeps: more than a
+// page (50 messages) or a resume's replay (300) shows, so neither renders
+// the same message again; at most a few MB even for texts of 2,000
+// characters.
+const cacheSize = 512
+
+// A Renderer renders message texts; it is safe for concurrent use, and the
+// zero value is not valid (use New).
 type Renderer struct {
 	md     goldmark.Markdown
 	policy *bluemonday.Policy
+
+	mu    sync.Mutex // guards cache
+	cache map[string]template.HTML
 }
 
 // New returns a Renderer.
 func New() *Renderer {
-	return &Renderer{md: newMarkdown(), policy: newPolicy()}
+	return &Renderer{md: newMarkdown(), policy: newPolicy(), cache: make(map[string]template.HTML, cacheSize)}
 }
 
-// Default returns the process's Renderer, built on first use. It is
-// immutable, so sharing it is sharing a function, not state.
+// Default returns the process's Renderer, built on first use. Its only
+// state is the cache of a pure function, so sharing it shares nothing
+// observable.
 var Default = sync.OnceValue(New)
 
 // HTML renders text with the Default renderer.
 func HTML(text string) template.HTML { return Default().HTML(text) }
 
 // HTML returns text as safe HTML: Markdown rendered, then sanitised. It
-// never fails; text that renders to nothing is shown escaped.
+// never fails; text that renders to nothing is shown escaped. Recent
+// results are reused: a message is rendered when published, and the pages
+// and replays that show it again find it rendered.
 func (r *Renderer) HTML(text string) template.HTML {
+	r.mu.Lock()
+	h, ok := r.cache[text]
+	r.mu.Unlock()
+	if ok {
+		return h
+	}
+	h = r.render(text)
+	r.mu.Lock()
+	if len(r.cache) >= cacheSize {
+		for k := range r.cache { // any one: the map's order is random enough
+			delete(r.cache, k)
+			break
+		}
+	}
+	r.cache[text] = h
+	r.mu.Unlock()
+	return h
+}
+
+func (r *Renderer) render(text string) template.HTML {
 	if len(text) > MaxInput || tooDeep(text) {
 		return plain(text)
 	}

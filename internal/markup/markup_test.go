@@ -1,12 +1,15 @@
 package markup
 
 import (
+	"fmt"
+	"html/template"
 	"strings"
+	"sync"
+	"testing"
+	"time"
 
 	"github.com/yuin/goldmark"
 	gmhtml "github.com/yuin/goldmark/renderer/html"
-	"testing"
-	"time"
 )
 
 const rel = ` rel="noopener noreferrer nofollow"`
@@ -97,7 +100,8 @@ func TestPolicy(t *testing.T) {
 // TestSecondLayer: what the Markdown layer lets through, HTML applies the
 // policy to (here a goldmark that passes raw HTML and dangerous links).
 func TestSecondLayer(t *testing.T) {
-	r := &Renderer{md: goldmark.New(goldmark.WithRendererOptions(gmhtml.WithUnsafe())), policy: newPolicy()}
+	r := New()
+	r.md = goldmark.New(goldmark.WithRendererOptions(gmhtml.WithUnsafe()))
 	in := "<img src=x onerror=alert(1)><script>alert(1)</script>[x](javascript:alert(1)) <b onclick=alert(1)>b</b>"
 	if got, want := string(r.HTML(in)), "<p>x b</p>"; got != want {
 		t.Errorf("HTML(%q) through an unsafe Markdown\n got %q\nwant %q", in, got, want)
@@ -141,12 +145,31 @@ func worstCases() map[string]string {
 	}
 }
 
+// TestCache: a text rendered again is the same HTML; the cache stays
+// bounded.
+func TestCache(t *testing.T) {
+	r := New()
+	for i := range 3 * cacheSize {
+		in := fmt.Sprintf("*%d*", i)
+		want := template.HTML(fmt.Sprintf("<p><em>%d</em></p>", i))
+		if got := r.HTML(in); got != want {
+			t.Fatalf("HTML(%q) = %q, want %q", in, got, want)
+		}
+		if got := r.HTML(in); got != want {
+			t.Fatalf("HTML(%q) again = %q, want %q", in, got, want)
+		}
+	}
+	if n := len(r.cache); n > cacheSize {
+		t.Errorf("cache holds %d renderings, want at most %d", n, cacheSize)
+	}
+}
+
 // TestWorstCasesBounded: no 2,000-character message takes long to render.
 func TestWorstCasesBounded(t *testing.T) {
 	r := New()
 	for name, in := range worstCases() {
 		start := time.Now()
-		r.HTML(in)
+		r.render(in)
 		if d := time.Since(start); d > 250*time.Millisecond {
 			t.Errorf("%s: rendering took %v", name, d)
 		}
@@ -161,8 +184,26 @@ func BenchmarkHTML(b *testing.B) {
 		b.Run(strings.ReplaceAll(name, " ", "-"), func(b *testing.B) {
 			b.SetBytes(int64(len(in)))
 			for b.Loop() {
-				r.HTML(in)
+				r.render(in) // not HTML: its cache would answer
 			}
 		})
 	}
+}
+
+// TestConcurrent: one Renderer serves every stream's goroutine (-race).
+func TestConcurrent(t *testing.T) {
+	r := New()
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 200 {
+				in := fmt.Sprintf("**%d**", (g*7+i)%(cacheSize+50))
+				if got := string(r.HTML(in)); !strings.HasPrefix(got, "<p><strong>") {
+					t.Errorf("HTML(%q) = %q", in, got)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
