@@ -2,17 +2,20 @@ package main
 
 import (
 	"encoding/json"
+	"html/template"
 	"time"
 
 	"chatroom/internal/chat"
 	"chatroom/internal/fanout"
+	"chatroom/internal/markup"
 	"chatroom/internal/sse"
 )
 
 // The events a stream carries, encoded once and shared by every stream;
 // every JSON names its room:
 //
-//	message     a chat message: id: is the stream's position, data its JSON (chat.Message)
+//	message     a chat message: id: is the stream's position, data its JSON
+//	            (chat.Message, plus "html": its text rendered, internal/markup)
 //	presence    {"room","users":[{"user","uid"}…],"count"}: who is online in the room (stream start)
 //	join, leave {"room","user","uid"}: someone came online in the room, or went
 //	typing      {"room","user","uid"}: someone is typing (shown a few seconds)
@@ -25,10 +28,18 @@ import (
 // (one entry per room of the stream, chat.ParsePositions): the hub writes
 // it per stream; the shared encoding holds the one-room form.
 
-// messageEvent is the event of m.
+// renderedMessage is a message event's data: the message as stored, its raw
+// text for clients that show text, and the safe HTML the page inserts.
+type renderedMessage struct {
+	chat.Message
+	HTML template.HTML `json:"html"`
+}
+
+// messageEvent is the event of m; its text is rendered here, once per
+// message and instance, like the rest of its encoding.
 func messageEvent(m chat.Message) *fanout.Event {
 	id, _ := chat.ParseID(m.ID)
-	data, err := json.Marshal(m)
+	data, err := json.Marshal(renderedMessage{Message: m, HTML: markup.HTML(m.Text)})
 	if err != nil { // a chat.Message always encodes
 		data = []byte(`{}`)
 	}

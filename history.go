@@ -11,6 +11,7 @@ import (
 
 	"chatroom/internal/broker"
 	"chatroom/internal/chat"
+	"chatroom/internal/markup"
 )
 
 // Reading the kept history: pages before an ID (JSON, and server-rendered
@@ -58,7 +59,7 @@ func (d deps) mayRead(w http.ResponseWriter, r *http.Request, room string) (iden
 // historyPage is the JSON of GET /r/{room}/history.
 type historyPage struct {
 	Room     string         `json:"room"`
-	Messages []chat.Message `json:"messages"` // oldest first
+	Messages []renderedMessage `json:"messages"` // oldest first, with their html as in message events
 	Before   string         `json:"before"`   // the next (older) page's ?before=; "" when the page is empty
 	More     bool           `json:"more"`
 }
@@ -96,7 +97,10 @@ func handleHistory(d deps) http.Handler {
 			httpError(w, http.StatusServiceUnavailable, "the chat store is unavailable")
 			return
 		}
-		body := historyPage{Room: room, Messages: nonNil(p.Messages), More: p.More}
+		body := historyPage{Room: room, Messages: make([]renderedMessage, 0, len(p.Messages)), More: p.More}
+		for _, m := range p.Messages {
+			body.Messages = append(body.Messages, renderedMessage{Message: m, HTML: markup.HTML(m.Text)})
+		}
 		if !p.Oldest.IsZero() {
 			body.Before = p.Oldest.String()
 		}

@@ -1,6 +1,7 @@
 // The chat page: one room shown, every joined room live over one stream of
 // Server-Sent Events, sending with fetch.
-// User text is only ever inserted with textContent, never as HTML.
+// User text is only ever inserted with textContent; the one HTML is a
+// message's, made on the server, through one Trusted Types policy.
 "use strict";
 
 (() => {
@@ -100,6 +101,24 @@
     list.scrollTop = list.scrollHeight;
   }
 
+  // --- a message's text: the server's HTML, the page's only HTML ---
+  // The one Trusted Types policy ("trusted-types chat" in the CSP) passes
+  // nothing but the html field of message events, rendered and sanitised on
+  // the server (internal/markup); everything else on the page is
+  // textContent. A message without html (an older server) shows its text.
+  const chatPolicy = window.trustedTypes
+    ? trustedTypes.createPolicy("chat", { createHTML: (s) => s })
+    : { createHTML: (s) => s };
+
+  function messageText(m) {
+    const text = document.createElement("div");
+    text.className = "text";
+    text.dir = "auto";
+    if (typeof m.html === "string" && m.html) text.innerHTML = chatPolicy.createHTML(m.html);
+    else text.textContent = m.text;
+    return text;
+  }
+
   function addMessage(m) {
     const stick = nearBottom() || m.uid === myUID;
     const li = document.createElement("li");
@@ -115,9 +134,7 @@
     user.className = "user";
     user.textContent = m.user;
     meta.append(time, " ", user);
-    const text = document.createElement("span");
-    text.className = "text";
-    text.textContent = m.text;
+    const text = messageText(m);
     li.append(meta, text);
     list.append(li);
     if (stick) scrollToEnd();
