@@ -58,10 +58,10 @@ func (d deps) mayRead(w http.ResponseWriter, r *http.Request, room string) (iden
 
 // historyPage is the JSON of GET /r/{room}/history.
 type historyPage struct {
-	Room     string         `json:"room"`
+	Room     string            `json:"room"`
 	Messages []renderedMessage `json:"messages"` // oldest first, with their html as in message events
-	Before   string         `json:"before"`   // the next (older) page's ?before=; "" when the page is empty
-	More     bool           `json:"more"`
+	Before   string            `json:"before"`   // the next (older) page's ?before=; "" when the page is empty
+	More     bool              `json:"more"`
 }
 
 // handleHistory serves GET /r/{room}/history?before=<id>[&limit=n] (the
