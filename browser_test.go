@@ -495,8 +495,8 @@ func TestBrowserChat(t *testing.T) {
 		if notices := pageEval[[]string](u, `[...document.querySelectorAll("#messages li.notice")].map((li) => li.textContent)`); len(notices) != 0 {
 			t.Errorf("%s: unexpected notices: %q", u.name, notices)
 		}
-		if n := pageEval[int](u, `document.scripts.length`); n != 1 {
-			t.Errorf("%s: the page has %d scripts, want only app.js", u.name, n)
+		if n := pageEval[int](u, `document.scripts.length`); n != 2 {
+			t.Errorf("%s: the page has %d scripts, want only tabs.js and app.js", u.name, n)
 		}
 		if d := u.dialogsOpened(); len(d) != 0 {
 			t.Errorf("%s: JavaScript dialogs opened: %q", u.name, d)

@@ -539,8 +539,8 @@ func TestHandlerPageHasNoInlineCode(t *testing.T) {
 				}
 			}
 		}
-		if path == "/" && scripts != 1 {
-			t.Errorf("chat page has %d scripts, want 1 (static/app.js)", scripts)
+		if path == "/" && scripts != 2 {
+			t.Errorf("chat page has %d scripts, want 2 (static/tabs.js, static/app.js)", scripts)
 		}
 	}
 }
