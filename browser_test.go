@@ -86,7 +86,14 @@ type browserTab struct {
 // recorded and dismissed so that one can never block the page.
 func newBrowserTab(t *testing.T, browser context.Context, name string) *browserTab {
 	t.Helper()
-	ctx, cancel := chromedp.NewContext(browser, chromedp.WithNewBrowserContext())
+	return openTab(t, browser, name, chromedp.WithNewBrowserContext())
+}
+
+// openTab opens a tab under parent (in parent's browser context when parent
+// is a tab's context), recording its console and dialogs.
+func openTab(t *testing.T, parent context.Context, name string, opts ...chromedp.ContextOption) *browserTab {
+	t.Helper()
+	ctx, cancel := chromedp.NewContext(parent, opts...)
 	t.Cleanup(cancel)
 	if err := chromedp.Do(ctx, chromedp.EmulateViewport(viewportW, viewportH)); err != nil {
 		t.Fatalf("open a tab for %s: %v", name, err)
