@@ -86,7 +86,14 @@ type browserTab struct {
 // recorded and dismissed so that one can never block the page.
 func newBrowserTab(t *testing.T, browser context.Context, name string) *browserTab {
 	t.Helper()
-	ctx, cancel := chromedp.NewContext(browser, chromedp.WithNewBrowserContext())
+	return openTab(t, browser, name, chromedp.WithNewBrowserContext())
+}
+
+// openTab opens a tab under parent (in parent's browser context when parent
+// is a tab's context), recording its console and dialogs.
+func openTab(t *testing.T, parent context.Context, name string, opts ...chromedp.ContextOption) *browserTab {
+	t.Helper()
+	ctx, cancel := chromedp.NewContext(parent, opts...)
 	t.Cleanup(cancel)
 	if err := chromedp.Do(ctx, chromedp.EmulateViewport(viewportW, viewportH)); err != nil {
 		t.Fatalf("open a tab for %s: %v", name, err)
@@ -497,8 +504,8 @@ func TestBrowserChat(t *testing.T) {
 			t.Errorf("%s: unexpected notices: %q", u.name, notices)
 		}
 		// Only the page's own scripts, each from /static/ (none created from user text).
-		if srcs := pageEval[[]string](u, `[...document.scripts].map((s) => new URL(s.src || "inline:", location.href).pathname)`); !slices.Equal(srcs, []string{"/static/theme.js", "/static/app.js"}) {
-			t.Errorf("%s: the page's scripts are %q, want theme.js and app.js", u.name, srcs)
+		if srcs := pageEval[[]string](u, `[...document.scripts].map((s) => new URL(s.src || "inline:", location.href).pathname)`); !slices.Equal(srcs, []string{"/static/theme.js", "/static/tabs.js", "/static/app.js"}) {
+			t.Errorf("%s: the page's scripts are %q, want theme.js, tabs.js and app.js", u.name, srcs)
 		}
 		if d := u.dialogsOpened(); len(d) != 0 {
 			t.Errorf("%s: JavaScript dialogs opened: %q", u.name, d)

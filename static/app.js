@@ -406,7 +406,9 @@
     // The first connection starts exactly where the page was rendered;
     // later ones (after the browser gave up) where each room got to.
     const from = moved || !body.dataset.position ? formatPosition(position) : body.dataset.position;
-    source = new EventSource("/stream" + (from ? "?last_event_id=" + encodeURIComponent(from) : ""));
+    // One stream shared by the tabs of this browser (tabs.js), else its own.
+    const Stream = window.ChatStream || EventSource;
+    source = new Stream("/stream" + (from ? "?last_event_id=" + encodeURIComponent(from) : ""));
     source.onopen = () => {
       backoff = 1000;
       setStatus("connected", "connected");
@@ -444,15 +446,24 @@
   }
 
   // recover re-opens a stream that the browser gave up on (401, 429, 503):
-  // back to the login page when the session is gone, else retry with backoff.
+  // back to the login page when the session is gone, else retry with
+  // backoff. The EventSource does not show why it was refused, so the
+  // stream is asked once more with fetch, and the server's sentence shown.
   function recover() {
     source.close();
     setStatus("reconnecting", "reconnecting…");
-    fetch("/whoami", { cache: "no-store", credentials: "same-origin" })
-      .then((r) => {
+    const ask = new AbortController();
+    fetch("/stream", { cache: "no-store", credentials: "same-origin", signal: ask.signal })
+      .then(async (r) => {
         if (r.status === 401) {
           location.assign("/login");
           return;
+        }
+        if (r.ok) {
+          ask.abort(); // open now: only the answer was wanted
+        } else {
+          const why = (await r.text()).trim();
+          setStatus("refused", "Not connected: " + (why || "the server answered " + r.status) + " (retrying)");
         }
         schedule();
       })
@@ -466,6 +477,13 @@
   }
 
   // --- sending ---
+  // Enter moves the text to the outbox, which is sent one message at a
+  // time, in order; Enter while a send is on its way queues behind it. A
+  // send that gets no answer within SEND_TIMEOUT_MS is given up, and the
+  // failed text (with what was queued behind it) goes back into the box.
+  const SEND_TIMEOUT_MS = 10000;
+  const sendState = document.getElementById("send-state");
+  const outbox = []; // { text, id }, the first being sent
   let sending = false;
   let lastTypingSignal = 0; // when the last typing signal was sent (ms)
   // Each typed message gets an ID, kept while it is resent after an error,
@@ -479,37 +497,73 @@
     return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
   }
 
-  async function send() {
+  function renderSending() {
+    if (!sendState) return;
+    sendState.textContent = outbox.length > 1 ? "sending " + outbox.length + " messages…" : "sending…";
+    sendState.hidden = outbox.length === 0;
+  }
+
+  function send() {
     const text = input.value;
     if (!text.trim()) {
       showError("Type something before sending.");
       return;
     }
-    if (sending) return;
+    outbox.push({ text, id: pending.text === text ? pending.id : newClientId() });
+    pending = { text: null, id: null };
+    input.value = "";
+    renderSending();
+    if (!sending) drain();
+  }
+
+  // giveBack puts the unsent texts back into the box, before what was
+  // typed since, and keeps the failed one's ID for its retry.
+  function giveBack(failed) {
+    const texts = outbox.splice(0).map((m) => m.text);
+    if (input.value) texts.push(input.value);
+    input.value = texts.join("\n");
+    pending = texts.length === 1 ? { text: texts[0], id: failed.id } : { text: null, id: null };
+  }
+
+  async function drain() {
     sending = true;
-    if (pending.text !== text) pending = { text, id: newClientId() };
-    try {
-      const r = await fetch(postURL, {
-        method: "POST",
-        body: new URLSearchParams({ message: text, client_id: pending.id }),
-        credentials: "same-origin",
-      });
-      if (r.status === 204) {
-        pending = { text: null, id: null };
-        if (input.value === text) input.value = "";
-        hideError();
-      } else if (r.status === 401) {
-        showError("Your session has ended: log in again (your text is kept here).");
-      } else {
-        const why = (await r.text()).trim();
-        showError("Not sent: " + (why || "the server answered " + r.status) + ".");
+    while (outbox.length) {
+      const m = outbox[0];
+      const abort = new AbortController();
+      const timer = setTimeout(() => abort.abort(), SEND_TIMEOUT_MS);
+      let why = "";
+      try {
+        const r = await fetch(postURL, {
+          method: "POST",
+          body: new URLSearchParams({ message: m.text, client_id: m.id }),
+          credentials: "same-origin",
+          signal: abort.signal,
+        });
+        if (r.status === 401) {
+          why = "Your session has ended: log in again (your text is kept here).";
+        } else if (r.status !== 204) {
+          const said = (await r.text()).trim();
+          why = "Not sent: " + (said || "the server answered " + r.status) + ".";
+        }
+      } catch {
+        why = abort.signal.aborted
+          ? "Not sent: no answer from the server within " + SEND_TIMEOUT_MS / 1000 + " s. Your text is kept; try again."
+          : "Not sent: the server cannot be reached. Your text is kept; try again.";
+      } finally {
+        clearTimeout(timer);
       }
-    } catch {
-      showError("Not sent: the server cannot be reached. Your text is kept; try again.");
-    } finally {
-      sending = false;
-      input.focus();
+      if (why) {
+        giveBack(m);
+        showError(why);
+        break;
+      }
+      outbox.shift();
+      hideError();
+      renderSending();
     }
+    sending = false;
+    renderSending();
+    input.focus();
   }
 
   form.addEventListener("submit", (e) => {
