@@ -10,9 +10,10 @@ run:
 build:
 	$(GO) build -o bin/chatroom .
 
-# Installs redis-server, redis-cli and /usr/bin/chromium (Debian packages
-# redis-server, redis-tools, chromium) when missing: as root directly, else
-# with passwordless sudo, else prints what to install and fails.
+# Installs redis-server, redis-cli, /usr/bin/chromium and npm (Debian
+# packages redis-server, redis-tools, chromium, npm) when missing: as root
+# directly, else with passwordless sudo, else prints what to install and
+# fails; then axe-core from the npm registry into .deps/ (git-ignored).
 deps:
 	@bash .ci/deps.sh
 	@bash .ci/npm-deps.sh
