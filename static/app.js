@@ -121,22 +121,7 @@
 
   function addMessage(m) {
     const stick = nearBottom() || m.uid === myUID;
-    const li = document.createElement("li");
-    li.className = m.uid === myUID ? "msg own" : "msg";
-    li.dataset.id = m.id;
-    li.dataset.uid = m.uid;
-    const meta = document.createElement("span");
-    meta.className = "meta";
-    const time = document.createElement("time");
-    time.dateTime = m.time;
-    time.textContent = localTime(m.time);
-    const user = document.createElement("b");
-    user.className = "user";
-    user.textContent = m.user;
-    meta.append(time, " ", user);
-    const text = messageText(m);
-    li.append(meta, text);
-    list.append(li);
+    list.append(messageItem(m));
     if (stick) scrollToEnd();
   }
 
@@ -728,11 +713,12 @@
     }
   }
 
-  // messageItem builds a message's list item as addMessage does, without
-  // appending it.
+  // messageItem builds a message's list item (live, or loaded by
+  // scroll-back), its text as the server rendered it.
   function messageItem(m) {
     const li = document.createElement("li");
     li.className = m.uid === myUID ? "msg own" : "msg";
+    li.id = "m-" + m.id;
     li.dataset.id = m.id;
     li.dataset.uid = m.uid;
     const meta = document.createElement("span");
@@ -744,10 +730,7 @@
     user.className = "user";
     user.textContent = m.user;
     meta.append(time, " ", user);
-    const text = document.createElement("span");
-    text.className = "text";
-    text.textContent = m.text;
-    li.append(meta, text);
+    li.append(meta, messageText(m));
     return li;
   }
 
