@@ -293,21 +293,30 @@ func navigated(r *http.Request) bool {
 	return r.PostForm.Get("redirect") == "1" // only once the form was read (bounded)
 }
 
+// roomAction is the start of every POST /r/{room}/…: the room (canonical),
+// the logged-in user (else 401), and the form read, bounded. ok false: the
+// answer is written.
+func (d deps) roomAction(w http.ResponseWriter, r *http.Request) (room string, who identity, ok bool) {
+	if room, ok = roomOf(w, r); !ok {
+		return "", who, false
+	}
+	if who, ok = d.user(r); !ok {
+		httpError(w, http.StatusUnauthorized, "you are not logged in: open / to log in")
+		return "", who, false
+	}
+	if _, err := readForm(w, r); err != nil {
+		status, msg := errorStatus(err)
+		httpError(w, status, msg)
+		return "", who, false
+	}
+	return room, who, true
+}
+
 // handleJoin serves POST /r/{room}/join: 204 (or 303 to the room).
 func handleJoin(d deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		room, ok := roomOf(w, r)
+		room, who, ok := d.roomAction(w, r)
 		if !ok {
-			return
-		}
-		who, ok := d.user(r)
-		if !ok {
-			httpError(w, http.StatusUnauthorized, "you are not logged in: open / to log in")
-			return
-		}
-		if _, err := readForm(w, r); err != nil {
-			status, msg := errorStatus(err)
-			httpError(w, status, msg)
 			return
 		}
 		if status, msg := d.joinRoom(r.Context(), w, who, room); status != 0 {
@@ -325,18 +334,8 @@ func handleJoin(d deps) http.Handler {
 // handleLeave serves POST /r/{room}/leave: 204 (or 303 to /).
 func handleLeave(d deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		room, ok := roomOf(w, r)
+		room, who, ok := d.roomAction(w, r)
 		if !ok {
-			return
-		}
-		who, ok := d.user(r)
-		if !ok {
-			httpError(w, http.StatusUnauthorized, "you are not logged in: open / to log in")
-			return
-		}
-		if _, err := readForm(w, r); err != nil {
-			status, msg := errorStatus(err)
-			httpError(w, status, msg)
 			return
 		}
 		if err := d.broker.Leave(r.Context(), who.UID, room); err != nil {
@@ -362,16 +361,10 @@ func handleLeave(d deps) http.Handler {
 // streams, on every instance, that the user is typing. Never stored.
 func handleTyping(d deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		room, ok := roomOf(w, r)
+		room, who, ok := d.roomAction(w, r)
 		if !ok {
 			return
 		}
-		who, ok := d.user(r)
-		if !ok {
-			httpError(w, http.StatusUnauthorized, "you are not logged in: open / to log in")
-			return
-		}
-		r.Body = http.MaxBytesReader(w, r.Body, 1024) // no body is needed
 		wait, err := d.allow(r.Context(), "typing:"+who.UID+":"+room, d.rooms.typingPerMin, 2, time.Minute)
 		if err != nil {
 			w.Header().Set("Retry-After", "2")
