@@ -56,6 +56,8 @@ type config struct {
 	rateTyping      int
 	presenceTTL     time.Duration
 	presenceGrace   time.Duration
+	dataDir         string // the embedded Redis's; "off": keep nothing
+	saveInterval    time.Duration
 
 	// settings is every flag's effective value, secrets masked, for the
 	// one log line at start.
@@ -132,6 +134,9 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	dur(&c.presenceTTL, "presence-ttl", "PRESENCE_TTL", 40*time.Second, "an instance that stops refreshing its users' presence (it crashed) drops them from online lists after this, plus a quarter of it")
 	dur(&c.presenceGrace, "presence-grace", "PRESENCE_GRACE", 5*time.Second, "how long after a person's last stream closed they are shown as gone (a reload or reconnect within it shows nothing)")
 
+	str(&c.dataDir, "data-dir", "DATA_DIR", "", "where the embedded Redis (no REDIS_URL) keeps its data across restarts; empty: $XDG_DATA_HOME/chatroom or ~/.local/share/chatroom; off: keep nothing")
+	dur(&c.saveInterval, "save-interval", "SAVE_INTERVAL", 5*time.Second, "how often the embedded Redis saves to -data-dir (and at shutdown): what a crash can lose")
+
 	fs.Usage = func() {
 		fmt.Fprintf(out, "Usage: %s [flags]\n\nA real-time chat room: go run . and open the URL it prints.\nEvery flag falls back to the environment variable named with it.\n\n", name)
 		fs.PrintDefaults()
@@ -157,6 +162,16 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	})
 	if err := errors.Join(errs...); err != nil {
 		return c, err
+	}
+	if c.redisURL != "" && c.dataDir != "" && c.dataDir != "off" {
+		return c, errors.New("-data-dir (DATA_DIR) applies only to the embedded Redis, and REDIS_URL is set: the data lives in that Redis")
+	}
+	if c.dataDir == "" && c.redisURL == "" {
+		c.dataDir = defaultDataDir(getenv)
+		fs.Set("data-dir", c.dataDir)
+	}
+	if c.dataDir == "off" {
+		c.dataDir = ""
 	}
 	fs.VisitAll(func(f *flag.Flag) {
 		v := f.Value.String()
@@ -194,6 +209,7 @@ func (c config) validate() error {
 	check(c.presenceTTL >= time.Second && c.presenceTTL <= 45*time.Second, "-presence-ttl must be between 1s and 45s (a crashed instance's users must leave within a minute)")
 	check(c.maxRooms >= 1 && c.maxRooms <= chat.MaxPositionRooms, "-max-rooms must be between 1 and %d", chat.MaxPositionRooms)
 	check(c.rateJoins >= 0 && c.rateTyping >= 0, "rate limits must not be negative")
+	check(c.saveInterval >= 100*time.Millisecond, "-save-interval must be at least 100ms")
 	for _, k := range c.secrets() {
 		check(len(k) >= 32, "each session key must be at least 32 characters")
 	}

@@ -63,7 +63,7 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 	log := slog.New(slog.NewTextHandler(stdout, &slog.HandlerOptions{Level: level}))
 	log.Info("configuration", cfg.settings...)
 
-	rc, err := openRedis(ctx, cfg.redisURL, log)
+	rc, err := openRedis(ctx, cfg.redisURL, log, cfg.dataDir, cfg.saveInterval)
 	if err != nil {
 		return err
 	}
