@@ -55,6 +55,7 @@ type deps struct {
 	log         *slog.Logger
 	pages       *template.Template
 	sessions    *sessionStore
+	markup      *markup.Renderer // message text → safe HTML, for events and history
 	broker      *broker.Broker
 	hub         *fanout.Hub
 	rdb         redis.UniversalClient
@@ -120,11 +121,12 @@ func addRoutes(mux *http.ServeMux, d deps) {
 	mux.Handle("GET /static/", handleStatic(d.static))
 }
 
-func parsePages() (*template.Template, error) {
+// parsePages parses the page templates; md renders message text in them.
+func parsePages(md *markup.Renderer) (*template.Template, error) {
 	return template.New("").Funcs(template.FuncMap{
 		"clock": func(t time.Time) string { return t.UTC().Format("15:04") },
 		"iso":   func(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) },
-		"text":  markup.HTML, // a message's text as safe HTML: the only template.HTML of the pages
+		"text":  md.HTML, // a message's text as safe HTML: the only template.HTML of the pages
 	}).ParseFS(assets, "templates/*.html")
 }
 

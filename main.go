@@ -23,6 +23,7 @@ import (
 
 	"chatroom/internal/broker"
 	"chatroom/internal/fanout"
+	"chatroom/internal/markup"
 	"chatroom/internal/presence"
 )
 
@@ -81,7 +82,8 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 		return err
 	}
 	proxies, _ := parseProxies(cfg.trustedProxies) // validated in parseConfig
-	pages, err := parsePages()
+	md := markup.New()
+	pages, err := parsePages(md)
 	if err != nil {
 		return fmt.Errorf("templates: %w", err)
 	}
@@ -120,6 +122,7 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 	handler := newServer(deps{
 		log:         log,
 		pages:       pages,
+		markup:      md,
 		sessions:    newSessionStore(secrets, cfg.sessionMaxAge, cfg.secureCookies, proxies),
 		broker:      b,
 		hub:         h,
@@ -163,7 +166,7 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 	brokerCtx, stopBroker := context.WithCancel(context.WithoutCancel(ctx))
 	brokerDone := make(chan struct{})
 	publisherDone := make(chan struct{})
-	go func() { defer close(brokerDone); b.Run(brokerCtx, hubSink{h}) }()
+	go func() { defer close(brokerDone); b.Run(brokerCtx, hubSink{h, md}) }()
 	go func() { defer close(publisherDone); b.RunPublisher(brokerCtx) }()
 	// Presence stops first at shutdown, before the streams end: clients
 	// reconnect to another instance, and their departures from this one
