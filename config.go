@@ -49,6 +49,7 @@ type config struct {
 	probeTimeout    time.Duration
 	shutdownTimeout time.Duration
 	logLevel        string
+	logFormat       string
 	roomLinger      time.Duration
 	roomTTL         time.Duration
 	maxRooms        int
@@ -128,6 +129,7 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	dur(&c.probeTimeout, "probe-timeout", "PROBE_TIMEOUT", 3*time.Second, "a probe not back within this re-establishes the subscription")
 	dur(&c.shutdownTimeout, "shutdown-timeout", "SHUTDOWN_TIMEOUT", 8*time.Second, "longest graceful shutdown")
 	str(&c.logLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
+	str(&c.logFormat, "log-format", "LOG_FORMAT", "text", "text (key=value lines) or json (one JSON object per line)")
 	dur(&c.roomLinger, "room-linger", "ROOM_LINGER", 30*time.Second, "a room whose last local stream closed stays subscribed this long")
 	dur(&c.roomTTL, "room-ttl", "ROOM_TTL", 90*24*time.Hour, "a room (other than the default one) and its history are deleted this long after its last message (0: never)")
 	num(&c.maxRooms, "max-rooms", "MAX_ROOMS", 20, "rooms one user may have joined at once")
@@ -217,6 +219,7 @@ func (c config) validate() error {
 	check(c.replayMax >= 1, "-replay-max must be at least 1")
 	check(c.replayMaxBytes >= 1, "-replay-max-bytes must be at least 1")
 	check(c.streamMode == "pooled" || c.streamMode == "goroutine", "-stream-mode must be pooled or goroutine")
+	check(c.logFormat == "text" || c.logFormat == "json", "-log-format must be text or json")
 	for _, d := range []struct {
 		name string
 		v    time.Duration

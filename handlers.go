@@ -94,6 +94,7 @@ func newServer(d deps) http.Handler {
 	h = http.NewCrossOriginProtection().Handler(h)
 	h = securityHeaders(h, d.sessions.proxies)
 	h = recoverPanics(h, d.log)
+	h = logRequests(h, d.log, d.sessions.proxies)
 	return h
 }
 

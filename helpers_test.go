@@ -128,7 +128,8 @@ type logBuffer struct {
 	sent bool
 }
 
-var readyLine = regexp.MustCompile(`msg="chat is ready" url=(\S+)`)
+// readyLine finds the URL in the "chat is ready" line, in text or JSON logs.
+var readyLine = regexp.MustCompile(`msg="chat is ready" url=(\S+)|"msg":"chat is ready".*?"url":"([^"]+)"`)
 
 func newLogBuffer() *logBuffer { return &logBuffer{url: make(chan string, 1)} }
 
@@ -139,7 +140,7 @@ func (l *logBuffer) Write(p []byte) (int, error) {
 	if !l.sent {
 		if m := readyLine.FindStringSubmatch(l.b.String()); m != nil {
 			l.sent = true
-			l.url <- m[1]
+			l.url <- m[1] + m[2]
 		}
 	}
 	return len(p), nil

@@ -65,7 +65,11 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 	if err := level.UnmarshalText([]byte(cfg.logLevel)); err != nil {
 		return fmt.Errorf("-log-level: %w", err)
 	}
-	log := slog.New(slog.NewTextHandler(stdout, &slog.HandlerOptions{Level: level}))
+	var logTo slog.Handler = slog.NewTextHandler(stdout, &slog.HandlerOptions{Level: level})
+	if cfg.logFormat == "json" {
+		logTo = slog.NewJSONHandler(stdout, &slog.HandlerOptions{Level: level})
+	}
+	log := slog.New(logTo)
 	log.Info("configuration", cfg.settings...)
 
 	rc, err := openRedis(ctx, cfg.redisURL, log, cfg.dataDir, cfg.saveInterval)
@@ -102,6 +106,7 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 		Ping:              pingEvent(),
 		Disconnect:        disconnectEvent,
 		Status:            statusEvent,
+		Closed:            logStreamClosed(log),
 	}, log)
 	b := broker.New(rc.client, broker.Config{
 		HistoryLen:    cfg.historyLen,

@@ -133,7 +133,9 @@ func handleStream(d deps) http.Handler {
 		err = out.write(first.Bytes())
 		for _, plan := range plans {
 			if err == nil {
-				err = replay(r, d.markup, plan, position, out)
+				var n int
+				n, err = replay(r, d.markup, plan, position, out)
+				s.NoteReplayed(n)
 			}
 		}
 		if err == nil {
@@ -272,17 +274,22 @@ func presenceEvents(r *http.Request, d deps, rooms []string) []byte {
 }
 
 // replay writes the plan's messages page by page, under the stream's
-// position.
-func replay(r *http.Request, md *markup.Renderer, plan *broker.ReplayPlan, pos *fanout.Position, out *streamOut) error {
+// position, and returns how many it wrote.
+func replay(r *http.Request, md *markup.Renderer, plan *broker.ReplayPlan, pos *fanout.Position, out *streamOut) (int, error) {
 	var buf []byte
+	written := 0
 	_, err := plan.Run(r.Context(), func(ms []chat.Message) error {
 		buf = buf[:0]
 		for _, m := range ms {
 			buf = pos.AppendWire(buf, messageEvent(md, m))
 		}
-		return out.write(buf)
+		if err := out.write(buf); err != nil {
+			return err
+		}
+		written += len(ms)
+		return nil
 	})
-	return err
+	return written, err
 }
 
 // sseHeaders are sent before the first byte of every stream: no caching, no

@@ -165,6 +165,9 @@ func (h *Hub) remove(s *Subscriber) {
 	if s.release != nil {
 		s.release()
 	}
+	if h.cfg.Closed != nil {
+		h.cfg.Closed(s.summary())
+	}
 	h.mu.Lock()
 	h.releasing--
 	h.checkGoneLocked() // Shutdown waits for every release
