@@ -56,6 +56,16 @@ type config struct {
 	rateTyping      int
 	presenceTTL     time.Duration
 	presenceGrace   time.Duration
+	streamsPerAddr  int
+	connsPerAddr    int
+	ratePostsAddr   int
+	ratePostsRoom   int
+	newNameAge      time.Duration
+	newNamePosts    int
+	slowMode        time.Duration
+	maxLines        int
+	sessionKeyFile  string
+	metricsFrom     string
 
 	// settings is every flag's effective value, secrets masked, for the
 	// one log line at start.
@@ -131,6 +141,16 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	num(&c.rateTyping, "rate-typing", "RATE_TYPING", 30, "typing signals per minute per user and room, burst 2 (0: no limit)")
 	dur(&c.presenceTTL, "presence-ttl", "PRESENCE_TTL", 40*time.Second, "an instance that stops refreshing its users' presence (it crashed) drops them from online lists after this, plus a quarter of it")
 	dur(&c.presenceGrace, "presence-grace", "PRESENCE_GRACE", 5*time.Second, "how long after a person's last stream closed they are shown as gone (a reload or reconnect within it shows nothing)")
+	num(&c.streamsPerAddr, "streams-per-addr", "STREAMS_PER_ADDR", 100, "open streams per client address (IPv6: per /64), all instances together (0: no limit)")
+	num(&c.connsPerAddr, "conns-per-addr", "CONNS_PER_ADDR", 256, "open connections per peer address to this instance, idle ones included; trusted proxies are exempt (0: no limit)")
+	num(&c.ratePostsAddr, "rate-posts-addr", "RATE_POSTS_ADDR", 10, "messages per second per client address (IPv6: per /64), burst twice that, all instances together (0: no limit)")
+	num(&c.ratePostsRoom, "rate-posts-room", "RATE_POSTS_ROOM", 30, "messages per second per room, burst twice that, all instances together (0: no limit)")
+	dur(&c.newNameAge, "new-name-age", "NEW_NAME_AGE", 10*time.Minute, "a name that first posted less than this ago is new, limited by -new-name-posts (0: no such limit)")
+	num(&c.newNamePosts, "new-name-posts", "NEW_NAME_POSTS", 20, "messages per minute a new name may post, burst 10 (0: no such limit)")
+	dur(&c.slowMode, "slow-mode", "SLOW_MODE", 0, "default slow mode: the least time between two messages of one user in a room; a room's own setting (Redis key chat:slowmode:<room>, seconds) wins (0: off)")
+	num(&c.maxLines, "max-lines", "MAX_LINES", 40, "most lines in one message (beyond: 400)")
+	str(&c.sessionKeyFile, "session-key-file", "SESSION_KEY_FILE", "", "file of session secrets, one per line, newest first (instead of -session-keys); created with one random secret (mode 0600) when missing; refused when others may read it")
+	str(&c.metricsFrom, "metrics-from", "METRICS_FROM", "", "comma-separated IPs or CIDRs whose direct requests may read GET /metrics (counters as JSON); empty: /metrics is 404")
 
 	fs.Usage = func() {
 		fmt.Fprintf(out, "Usage: %s [flags]\n\nA real-time chat room: go run . and open the URL it prints.\nEvery flag falls back to the environment variable named with it.\n\n", name)
@@ -193,11 +213,18 @@ func (c config) validate() error {
 	check(c.presenceGrace > 0, "-presence-grace must be positive (a reload must not show as leave + join)")
 	check(c.presenceTTL >= time.Second && c.presenceTTL <= 45*time.Second, "-presence-ttl must be between 1s and 45s (a crashed instance's users must leave within a minute)")
 	check(c.maxRooms >= 1 && c.maxRooms <= chat.MaxPositionRooms, "-max-rooms must be between 1 and %d", chat.MaxPositionRooms)
-	check(c.rateJoins >= 0 && c.rateTyping >= 0, "rate limits must not be negative")
+	check(c.rateJoins >= 0 && c.rateTyping >= 0 && c.ratePostsAddr >= 0 && c.ratePostsRoom >= 0 && c.newNamePosts >= 0, "rate limits must not be negative")
+	check(c.streamsPerAddr >= 0 && c.connsPerAddr >= 0, "-streams-per-addr and -conns-per-addr must not be negative")
+	check(c.newNameAge >= 0, "-new-name-age must not be negative")
+	check(c.slowMode >= 0 && c.slowMode <= maxSlowMode && c.slowMode%time.Second == 0, "-slow-mode must be whole seconds between 0 and %v", maxSlowMode)
+	check(c.maxLines >= 1, "-max-lines must be at least 1")
+	check(c.sessionKeyFile == "" || c.sessionKeys == "", "-session-keys and -session-key-file exclude each other")
+	_, err := parseProxies(c.metricsFrom)
+	check(err == nil, "-metrics-from: %v", err)
 	for _, k := range c.secrets() {
 		check(len(k) >= 32, "each session key must be at least 32 characters")
 	}
-	_, err := parseProxies(c.trustedProxies)
+	_, err = parseProxies(c.trustedProxies)
 	check(err == nil, "-trusted-proxies: %v", err)
 	return errors.Join(errs...)
 }
