@@ -156,22 +156,23 @@ func TestStreamsPerSessionAcrossInstances(t *testing.T) {
 }
 
 // TestStreamSlotsExpire: a place whose instance stopped refreshing it (it
-// died) expires after its TTL, while a refreshed place stays taken.
+// died) expires after its TTL, even while another instance keeps its own
+// place in the same set fresh, and that refreshed place stays taken.
 func TestStreamSlotsExpire(t *testing.T) {
 	t.Parallel()
 	rs := redistest.Start(t)
 	ttl := 600 * time.Millisecond
-	dead := newStreamSlots(rs.Client(), 1, 0, slog.New(slog.DiscardHandler))
-	dead.ttl = ttl
-	live := newStreamSlots(rs.Client(), 1, 0, slog.New(slog.DiscardHandler))
-	live.ttl = ttl
-	other := newStreamSlots(rs.Client(), 1, 0, slog.New(slog.DiscardHandler))
-	other.ttl = ttl
+	slots := func(limit int) *streamSlots {
+		s := newStreamSlots(rs.Client(), limit, 0, slog.New(slog.DiscardHandler))
+		s.ttl = ttl
+		return s
+	}
+	dead, live, other, checker := slots(2), slots(2), slots(2), slots(1)
 	ctx := t.Context()
 	if _, err := dead.acquire(ctx, "s1", "a", 0); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := live.acquire(ctx, "s2", "a", 0); err != nil {
+	if _, err := live.acquire(ctx, "s1", "a", 0); err != nil {
 		t.Fatal(err)
 	}
 	runCtx, stop := context.WithCancel(ctx)
@@ -179,7 +180,7 @@ func TestStreamSlotsExpire(t *testing.T) {
 	go func() { defer close(done); live.run(runCtx) }()
 	defer func() { stop(); <-done }()
 	if _, err := other.acquire(ctx, "s1", "a", 0); err == nil {
-		t.Fatal("a second stream of s1 was admitted at once")
+		t.Fatal("a third stream of s1 was admitted at once")
 	}
 	start := time.Now()
 	waitFor(t, 10*time.Second, "the dead instance's place to expire", func() bool {
@@ -194,7 +195,7 @@ func TestStreamSlotsExpire(t *testing.T) {
 	}
 	// The live instance's place, refreshed, outlasts several TTLs.
 	for end := time.Now().Add(3 * ttl); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
-		if rel, err := other.acquire(ctx, "s2", "a", 0); err == nil {
+		if rel, err := checker.acquire(ctx, "s1", "a", 0); err == nil {
 			rel()
 			t.Fatal("a refreshed place expired")
 		}
