@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"chatroom/internal/chat"
 	"chatroom/internal/redistest"
 )
@@ -647,5 +649,53 @@ func TestSessionKeyFile(t *testing.T) {
 	err = run(ctx, []string{"chatroom", "-addr", "127.0.0.1:0", "-redis", rs.URL(), "-session-key-file", path}, func(string) string { return "" }, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "may be read by others") {
 		t.Fatalf("group-readable key file: %v", err)
+	}
+}
+
+// stallLogoutCheck fails the logout check (EXISTS chat:logged-out:…)
+// while on is set, as a Redis that does not answer in time would.
+type stallLogoutCheck struct{ on atomic.Bool }
+
+func (h *stallLogoutCheck) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *stallLogoutCheck) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+func (h *stallLogoutCheck) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		args := cmd.Args()
+		if h.on.Load() && strings.EqualFold(cmd.Name(), "exists") && len(args) == 2 && strings.HasPrefix(fmt.Sprint(args[1]), "chat:logged-out:") {
+			cmd.SetErr(context.DeadlineExceeded)
+			return context.DeadlineExceeded
+		}
+		return next(ctx, cmd)
+	}
+}
+
+// TestLogoutFailsOpenWhileRedisStalls: what the README states. A copy of a
+// logged-out cookie is refused; while the logout check cannot reach Redis
+// the cookie alone decides and the copy works; once Redis answers it is
+// refused again.
+func TestLogoutFailsOpenWhileRedisStalls(t *testing.T) {
+	t.Parallel()
+	rs := redistest.Start(t)
+	stall := &stallLogoutCheck{}
+	srv := startServerWith(t, rs.URL(), options{redisHooks: []redis.Hook{stall}})
+	alice := login(t, srv.URL, "alice")
+	u, _ := url.Parse(srv.URL)
+	cookieCopy := newClient(t, srv.URL)
+	cookieCopy.hc.Jar.SetCookies(u, alice.hc.Jar.Cookies(u))
+	if r := alice.postForm("/logout", nil); r.StatusCode != http.StatusSeeOther {
+		t.Fatalf("logout: %d", r.StatusCode)
+	}
+	if r := cookieCopy.get("/whoami"); r.StatusCode != 401 {
+		t.Fatalf("copied cookie after logout: %d, want 401", r.StatusCode)
+	}
+	stall.on.Store(true)
+	if r := cookieCopy.get("/whoami"); r.StatusCode != 200 {
+		t.Fatalf("copied cookie while the logout check fails: %d, want 200 (fails open)", r.StatusCode)
+	}
+	stall.on.Store(false)
+	if r := cookieCopy.get("/whoami"); r.StatusCode != 401 {
+		t.Fatalf("copied cookie once redis answers: %d, want 401", r.StatusCode)
 	}
 }
