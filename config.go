@@ -60,6 +60,16 @@ type config struct {
 	version         bool   // print the version and exit
 	dataDir         string // the embedded Redis's; "off": keep nothing
 	saveInterval    time.Duration
+	streamsPerAddr  int
+	connsPerAddr    int
+	ratePostsAddr   int
+	ratePostsRoom   int
+	newNameAge      time.Duration
+	newNamePosts    int
+	slowMode        time.Duration
+	maxLines        int
+	sessionKeyFile  string
+	metricsFrom     string
 
 	// settings is every flag's effective value, secrets masked, for the
 	// one log line at start.
@@ -137,6 +147,16 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	num(&c.rateTyping, "rate-typing", "RATE_TYPING", 30, "typing signals per minute per user and room, burst 2 (0: no limit)")
 	dur(&c.presenceTTL, "presence-ttl", "PRESENCE_TTL", 40*time.Second, "an instance that stops refreshing its users' presence (it crashed) drops them from online lists after this, plus a quarter of it")
 	dur(&c.presenceGrace, "presence-grace", "PRESENCE_GRACE", 5*time.Second, "how long after a person's last stream closed they are shown as gone (a reload or reconnect within it shows nothing)")
+	num(&c.streamsPerAddr, "streams-per-addr", "STREAMS_PER_ADDR", 100, "open streams per client address (IPv6: per /64), all instances together (0: no limit)")
+	num(&c.connsPerAddr, "conns-per-addr", "CONNS_PER_ADDR", 256, "open connections per peer address to this instance, idle ones included; trusted proxies are exempt (0: no limit)")
+	num(&c.ratePostsAddr, "rate-posts-addr", "RATE_POSTS_ADDR", 10, "messages per second per client address (IPv6: per /64), burst twice that, all instances together (0: no limit)")
+	num(&c.ratePostsRoom, "rate-posts-room", "RATE_POSTS_ROOM", 30, "messages per second per room, burst twice that, all instances together (0: no limit)")
+	dur(&c.newNameAge, "new-name-age", "NEW_NAME_AGE", 10*time.Minute, "a name that first posted less than this ago is new, limited by -new-name-posts (0: no such limit)")
+	num(&c.newNamePosts, "new-name-posts", "NEW_NAME_POSTS", 20, "messages per minute a new name may post, burst 10 (0: no such limit)")
+	dur(&c.slowMode, "slow-mode", "SLOW_MODE", 0, "default slow mode: the least time between two messages of one user in a room; a room's own setting (Redis key chat:slowmode:<room>, seconds) wins (0: off)")
+	num(&c.maxLines, "max-lines", "MAX_LINES", 40, "most lines in one message (beyond: 400)")
+	str(&c.sessionKeyFile, "session-key-file", "SESSION_KEY_FILE", "", "file of session secrets, one per line, newest first (instead of -session-keys); created with one random secret (mode 0600) when missing; refused when others may read it")
+	str(&c.metricsFrom, "metrics-from", "METRICS_FROM", "", "comma-separated IPs or CIDRs whose direct requests may read GET /metrics (counters as JSON); empty: /metrics is 404")
 
 	str(&c.dataDir, "data-dir", "DATA_DIR", "", "where the embedded Redis (no REDIS_URL) keeps its data across restarts; empty: $XDG_DATA_HOME/chatroom or ~/.local/share/chatroom; off: keep nothing")
 	dur(&c.saveInterval, "save-interval", "SAVE_INTERVAL", 5*time.Second, "how often the embedded Redis saves to -data-dir (and at shutdown): what a crash can lose")
@@ -240,14 +260,22 @@ func (c config) validate() error {
 		v    int
 	}{{"-rate-posts", c.ratePosts}, {"-rate-burst", c.rateBurst}, {"-rate-logins", c.rateLogins},
 		{"-rate-passwords", c.ratePasswords}, {"-rate-joins", c.rateJoins}, {"-rate-typing", c.rateTyping},
+		{"-rate-posts-addr", c.ratePostsAddr}, {"-rate-posts-room", c.ratePostsRoom}, {"-new-name-posts", c.newNamePosts},
+		{"-streams-per-addr", c.streamsPerAddr}, {"-conns-per-addr", c.connsPerAddr},
 		{"-redis-wait-replicas", c.waitReplicas}} {
 		check(r.v >= 0, "%s must not be negative", r.name)
 	}
 	check(c.saveInterval >= 100*time.Millisecond, "-save-interval must be at least 100ms")
+	check(c.newNameAge >= 0, "-new-name-age must not be negative")
+	check(c.slowMode >= 0 && c.slowMode <= maxSlowMode && c.slowMode%time.Second == 0, "-slow-mode must be whole seconds between 0 and %v", maxSlowMode)
+	check(c.maxLines >= 1, "-max-lines must be at least 1")
+	check(c.sessionKeyFile == "" || c.sessionKeys == "", "-session-keys and -session-key-file exclude each other")
+	_, err := parseProxies(c.metricsFrom)
+	check(err == nil, "-metrics-from: %v", err)
 	for _, k := range c.secrets() {
 		check(len(k) >= 32, "-session-keys: each key must be at least 32 characters (one has %d)", len(k))
 	}
-	_, err := parseProxies(c.trustedProxies)
+	_, err = parseProxies(c.trustedProxies)
 	check(err == nil, "-trusted-proxies: %v", err)
 	if c.redisURL != "" {
 		client, _, _, err := newRedisClient(c.redisURL)

@@ -245,6 +245,16 @@ func TestConfigInvalid(t *testing.T) {
 		{"wait for replicas of the embedded redis", []string{"-redis-wait-replicas", "1"}, nil, "-redis-wait-replicas needs a Redis with replicas"},
 		{"data dir with a real redis", []string{"-redis", "redis://127.0.0.1:1", "-data-dir", "/tmp/x"}, nil, "-data-dir (DATA_DIR) applies only to the embedded Redis"},
 		{"save interval too short", []string{"-save-interval", "1ms"}, nil, "-save-interval must be at least 100ms"},
+		{"slow mode not whole seconds", []string{"-slow-mode", "1500ms"}, nil, "-slow-mode must be whole seconds between 0 and 24h"},
+		{"slow mode too long", []string{"-slow-mode", "25h"}, nil, "-slow-mode must be whole seconds"},
+		{"env negative address rate", nil, map[string]string{"RATE_POSTS_ADDR": "-1"}, "-rate-posts-addr must not be negative"},
+		{"negative room rate", []string{"-rate-posts-room", "-2"}, nil, "-rate-posts-room must not be negative"},
+		{"negative streams per address", []string{"-streams-per-addr", "-1"}, nil, "-streams-per-addr must not be negative"},
+		{"env negative conns per address", nil, map[string]string{"CONNS_PER_ADDR": "-1"}, "-conns-per-addr must not be negative"},
+		{"max lines zero", []string{"-max-lines", "0"}, nil, "-max-lines must be at least 1"},
+		{"negative new name age", []string{"-new-name-age", "-1m"}, nil, "-new-name-age must not be negative"},
+		{"key file and keys", []string{"-session-key-file", "/tmp/k", "-session-keys", "0123456789abcdef0123456789abcdef"}, nil, "-session-keys and -session-key-file exclude each other"},
+		{"bad metrics address", []string{"-metrics-from", "localhost"}, nil, "-metrics-from"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -81,11 +81,22 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 		rc.client.AddHook(hk)
 	}
 
-	secrets, shared, err := sessionSecrets(ctx, rc.client, cfg.secrets())
+	configured := cfg.secrets()
+	if cfg.sessionKeyFile != "" {
+		if configured, err = readKeyFile(cfg.sessionKeyFile); err != nil {
+			return err
+		}
+	}
+	secrets, shared, err := sessionSecrets(ctx, rc.client, configured)
 	if err != nil {
 		return err
 	}
-	proxies, _ := parseProxies(cfg.trustedProxies) // validated in parseConfig
+	if shared {
+		log.Warn("no session keys configured: the generated secret is kept in redis in plain text, and whoever can read redis can forge any identity; set -session-key-file or -session-keys")
+	}
+	proxies, _ := parseProxies(cfg.trustedProxies)  // validated in parseConfig
+	metricsFrom, _ := parseProxies(cfg.metricsFrom) // likewise
+	slots := newStreamSlots(rc.client, cfg.perSession, cfg.streamsPerAddr, log)
 	md := markup.New()
 	pages, err := parsePages(md)
 	if err != nil {
@@ -141,6 +152,18 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 		presence:    pres,
 		online:      newOnlineReads(pres, 3*time.Second),
 		static:      static,
+		slots:       slots,
+		metricsFrom: metricsFrom,
+		posts: postLimits{
+			perAddr:    cfg.ratePostsAddr,
+			perRoom:    cfg.ratePostsRoom,
+			newAge:     cfg.newNameAge,
+			newPerMin:  cfg.newNamePosts,
+			slowMode:   cfg.slowMode,
+			maxLines:   cfg.maxLines,
+			slowModes:  newSlowModes(rc.client, cfg.slowMode, log),
+			firstSeens: &firstSeen{rc.client},
+		},
 		stream: streamConfig{
 			retry:        2 * time.Second,
 			pooled:       cfg.streamMode == "pooled",
@@ -152,6 +175,9 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.addr, err)
+	}
+	if cfg.connsPerAddr > 0 {
+		ln = newAddrConnLimit(ln, cfg.connsPerAddr, proxies, cfg.tlsCert != "", log)
 	}
 	srv := &http.Server{
 		Handler:           handler,
@@ -181,6 +207,8 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 	defer stopPresence()
 	presenceDone := make(chan struct{})
 	go func() { defer close(presenceDone); pres.Run(presenceCtx) }()
+	slotsDone := make(chan struct{})
+	go func() { defer close(slotsDone); slots.run(brokerCtx) }()
 
 	scheme := "http"
 	if cfg.tlsCert != "" {
@@ -205,6 +233,7 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 		<-brokerDone
 		<-publisherDone
 		<-presenceDone
+		<-slotsDone
 		h.Shutdown(context.Background())
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
@@ -225,6 +254,7 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 	stopBroker()
 	<-brokerDone
 	<-publisherDone
+	<-slotsDone
 	if err := <-serveErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serve: %w", err)
 	}

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"chatroom/internal/broker"
@@ -102,6 +103,22 @@ func handleStream(d deps) http.Handler {
 			httpError(w, http.StatusServiceUnavailable, err.Error())
 			return
 		}
+		// The caps per login and per client address count every
+		// instance's streams (in Redis); the hub's count above is this
+		// instance's, after closing the session's streams whose peer left.
+		addr := limitAddr(d.sessions.proxies.clientIP(r))
+		slot, err := d.slots.acquire(r.Context(), who.SID, addr, d.hub.SessionStreams(who.SID)-1)
+		if err != nil {
+			s.Cancel()
+			if errors.Is(err, fanout.ErrSessionStreams) || errors.Is(err, errAddrStreams) {
+				w.Header().Set("Retry-After", "10")
+				httpError(w, http.StatusTooManyRequests, err.Error())
+				return
+			}
+			unavailable(err)
+			return
+		}
+		held.setSlot(slot)
 
 		pos, plans, err := planReplays(r, d.broker, rooms, from, cfg.replay, &first)
 		if err != nil {
@@ -172,12 +189,37 @@ type streamHold struct {
 	lease    *broker.Lease
 	presence presenceTracker
 	uid      string
+
+	mu    sync.Mutex // guards slot and ended: the stream may end before its places are recorded
+	slot  func()     // gives back the stream's places under the caps (streamSlots)
+	ended bool
 }
 
 func (h *streamHold) end() {
 	h.lease.Release()
 	for _, room := range h.lease.Rooms() {
 		h.presence.Depart(room, h.uid)
+	}
+	h.mu.Lock()
+	h.ended = true
+	slot := h.slot
+	h.mu.Unlock()
+	if slot != nil {
+		slot()
+	}
+}
+
+// setSlot records how to give the stream's places back; a stream that has
+// already ended gives them back at once.
+func (h *streamHold) setSlot(release func()) {
+	h.mu.Lock()
+	ended := h.ended
+	if !ended {
+		h.slot = release
+	}
+	h.mu.Unlock()
+	if ended {
+		release()
 	}
 }
 

@@ -119,6 +119,37 @@
     return text;
   }
 
+  // collapseLong gives a message whose text is taller than the collapsed
+  // height (style.css: .collapsing .text) a "Show more" button that
+  // expands it ("Show less" folds it again). The text is collapsed by CSS
+  // from the start, so adding the button (laid over its bottom edge)
+  // changes no height: scroll-back keeps its view. Every message added to
+  // the list, however, goes through here (a MutationObserver).
+  function collapseLong(li) {
+    const text = li.querySelector(":scope > .text");
+    if (!text || li.querySelector(":scope > .more") || text.scrollHeight <= text.clientHeight + 1) return;
+    text.id = text.id || "t-" + li.id;
+    const more = document.createElement("button");
+    more.type = "button";
+    more.className = "more";
+    more.textContent = "Show more";
+    more.setAttribute("aria-expanded", "false");
+    more.setAttribute("aria-controls", text.id);
+    more.addEventListener("click", () => {
+      const open = li.classList.toggle("open");
+      more.textContent = open ? "Show less" : "Show more";
+      more.setAttribute("aria-expanded", String(open));
+    });
+    li.append(more);
+  }
+  list.classList.add("collapsing");
+  new MutationObserver((records) => {
+    for (const r of records) {
+      for (const n of r.addedNodes) if (n.nodeType === 1 && n.classList.contains("msg")) collapseLong(n);
+    }
+  }).observe(list, { childList: true });
+  for (const li of list.querySelectorAll(":scope > .msg")) collapseLong(li);
+
   function addMessage(m) {
     const stick = nearBottom() || m.uid === myUID;
     list.append(messageItem(m));
