@@ -150,6 +150,13 @@ func TestBrowserNewMessagesLine(t *testing.T) {
 	if s.ScrollTop != up.ScrollTop {
 		t.Errorf("the list moved from %d to %d while alice was reading above", up.ScrollTop, s.ScrollTop)
 	}
+	// Nor does someone joining the room.
+	carol := login(t, srv.URL, "carol").openStream("", "")
+	defer carol.Close()
+	alice.waitFor("carol's join shown", noticeShown("carol joined"))
+	if s := alice.newMessages(); s.ScrollTop != up.ScrollTop {
+		t.Errorf("a join notice moved the list from %d to %d while alice was reading above", up.ScrollTop, s.ScrollTop)
+	}
 
 	// The button by keyboard: Tab-reachable (a button), focused it has a
 	// visible outline, and Enter takes her to the newest.
@@ -168,16 +175,21 @@ func TestBrowserNewMessagesLine(t *testing.T) {
 		t.Errorf("at the bottom after the jump: %d lines before %q; want the line to stay before the first new one", s.Lines, s.Before)
 	}
 
-	// Seen, at the bottom: a new message does not move the line.
-	bob.post("seen live")
-	alice.waitLastMessage("bob", "seen live")
+	// Seen, at the bottom: new messages do not move the line.
+	for i := 1; i <= 10; i++ {
+		bob.post(fmt.Sprintf("seen live %d", i))
+	}
+	alice.waitLastMessage("bob", "seen live 10")
 	if s := alice.newMessages(); s.Lines != 1 || s.Before != "while alice reads 1" || !s.AtBottom || s.JumpShown {
-		t.Errorf("a message while at the bottom after the line was seen: %+v, want the line unmoved, at the bottom", s)
+		t.Errorf("messages while at the bottom after the line was seen: %+v, want the line unmoved, at the bottom", s)
 	}
 
-	// Scrolled up again: the next message moves the line to itself, and
-	// what alice reads stays where it is (the line left from above it).
-	alice.scrollListTo(`list.scrollHeight - list.clientHeight - 300`)
+	// Scrolled up again, the line just above the view: the next message
+	// moves the line to itself, and what alice reads stays where it is.
+	alice.scrollListTo(`list.scrollTop + document.querySelector("#messages li.new-line").getBoundingClientRect().bottom - list.getBoundingClientRect().top + 50`)
+	if s := alice.newMessages(); s.AtBottom || !s.JumpShown {
+		t.Fatalf("scrolled to just below the line: %+v, want away from the bottom", s)
+	}
 	top := pageEval[listTop](alice, topOfListJS)
 	bob.post("after the second look")
 	alice.waitLastMessage("bob", "after the second look")
@@ -483,6 +495,13 @@ func TestBrowserMentionNotification(t *testing.T) {
 	if got, want := state(), []string{"0", "granted", "false", "true", "on"}; !slices.Equal(got, want) {
 		t.Fatalf("after a reload (asked, permission, control hidden, pressed, stored) = %q, want %q", got, want)
 	}
+
+	// On the page, focused, she sees it: no notification.
+	if !pageEval[bool](alice, `document.visibilityState === "visible" && document.hasFocus()`) {
+		t.Fatalf("alice's page is not visible and focused")
+	}
+	bob.post("@alice while you look")
+	alice.waitLastMessage("bob", "@alice while you look")
 
 	alice.setMinimized(true)
 	bob.post("nothing for alice here")
