@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"time"
 
@@ -59,6 +60,13 @@ type config struct {
 	version         bool   // print the version and exit
 	dataDir         string // the embedded Redis's; "off": keep nothing
 	saveInterval    time.Duration
+	hashSlots       int
+	hashWait        time.Duration
+	reserveTTL      time.Duration
+	rateReserves    int
+	nameFailures    int
+	nameBackoff     time.Duration
+	nameBackoffMax  time.Duration
 
 	// settings is every flag's effective value, secrets masked, for the
 	// one log line at start.
@@ -135,6 +143,14 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	num(&c.rateTyping, "rate-typing", "RATE_TYPING", 30, "typing signals per minute per user and room, burst 2 (0: no limit)")
 	dur(&c.presenceTTL, "presence-ttl", "PRESENCE_TTL", 40*time.Second, "an instance that stops refreshing its users' presence (it crashed) drops them from online lists after this, plus a quarter of it")
 	dur(&c.presenceGrace, "presence-grace", "PRESENCE_GRACE", 5*time.Second, "how long after a person's last stream closed they are shown as gone (a reload or reconnect within it shows nothing)")
+
+	num(&c.hashSlots, "hash-slots", "HASH_SLOTS", max(1, runtime.GOMAXPROCS(0)/2), "password hashes (bcrypt) computed at once per instance; one client address may have this many checks waiting or running")
+	dur(&c.hashWait, "hash-wait", "HASH_WAIT", time.Second, "how long a login with a password waits for a free hash slot before 503")
+	dur(&c.reserveTTL, "reserve-ttl", "RESERVE_TTL", 180*24*time.Hour, "a reserved name that nobody logs in to with its password this long becomes free again (0: never)")
+	num(&c.rateReserves, "rate-reserves", "RATE_RESERVES", 20, "names one client address may reserve per day (0: no limit)")
+	num(&c.nameFailures, "name-failures", "NAME_FAILURES", 5, "wrong passwords for one name, from all addresses together, before each further attempt is held back (0: never)")
+	dur(&c.nameBackoff, "name-backoff", "NAME_BACKOFF", 5*time.Second, "first hold after -name-failures wrong passwords; it doubles with every further one (a browser that logged in to the name before is not held)")
+	dur(&c.nameBackoffMax, "name-backoff-max", "NAME_BACKOFF_MAX", 15*time.Minute, "longest hold of a name after wrong passwords")
 
 	str(&c.dataDir, "data-dir", "DATA_DIR", "", "where the embedded Redis (no REDIS_URL) keeps its data across restarts; empty: $XDG_DATA_HOME/chatroom or ~/.local/share/chatroom; off: keep nothing")
 	dur(&c.saveInterval, "save-interval", "SAVE_INTERVAL", 5*time.Second, "how often the embedded Redis saves to -data-dir (and at shutdown): what a crash can lose")
@@ -237,10 +253,14 @@ func (c config) validate() error {
 		v    int
 	}{{"-rate-posts", c.ratePosts}, {"-rate-burst", c.rateBurst}, {"-rate-logins", c.rateLogins},
 		{"-rate-passwords", c.ratePasswords}, {"-rate-joins", c.rateJoins}, {"-rate-typing", c.rateTyping},
-		{"-redis-wait-replicas", c.waitReplicas}} {
+		{"-redis-wait-replicas", c.waitReplicas}, {"-rate-reserves", c.rateReserves}, {"-name-failures", c.nameFailures}} {
 		check(r.v >= 0, "%s must not be negative", r.name)
 	}
 	check(c.saveInterval >= 100*time.Millisecond, "-save-interval must be at least 100ms")
+	check(c.hashSlots >= 1 && c.hashSlots <= 1024, "-hash-slots must be between 1 and 1024")
+	check(c.hashWait >= 0 && c.hashWait <= time.Minute, "-hash-wait must be between 0 and 1m")
+	check(c.reserveTTL == 0 || c.reserveTTL >= time.Hour, "-reserve-ttl must be 0 (never) or at least 1h")
+	check(c.nameBackoff > 0 && c.nameBackoffMax >= c.nameBackoff, "-name-backoff must be positive and at most -name-backoff-max")
 	for _, k := range c.secrets() {
 		check(len(k) >= 32, "-session-keys: each key must be at least 32 characters (one has %d)", len(k))
 	}
