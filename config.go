@@ -144,7 +144,7 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	dur(&c.presenceTTL, "presence-ttl", "PRESENCE_TTL", 40*time.Second, "an instance that stops refreshing its users' presence (it crashed) drops them from online lists after this, plus a quarter of it")
 	dur(&c.presenceGrace, "presence-grace", "PRESENCE_GRACE", 5*time.Second, "how long after a person's last stream closed they are shown as gone (a reload or reconnect within it shows nothing)")
 
-	num(&c.hashSlots, "hash-slots", "HASH_SLOTS", max(1, runtime.GOMAXPROCS(0)/2), "password hashes (bcrypt) computed at once per instance; one client address may have this many checks waiting or running")
+	num(&c.hashSlots, "hash-slots", "HASH_SLOTS", max(1, runtime.GOMAXPROCS(0)/2), "password hashes (bcrypt) computed at once per instance; one client address may have half of them (at least 1) waiting or running")
 	dur(&c.hashWait, "hash-wait", "HASH_WAIT", time.Second, "how long a login with a password waits for a free hash slot before 503")
 	dur(&c.reserveTTL, "reserve-ttl", "RESERVE_TTL", 180*24*time.Hour, "a reserved name that nobody logs in to with its password this long becomes free again (0: never)")
 	num(&c.rateReserves, "rate-reserves", "RATE_RESERVES", 20, "names one client address may reserve per day (0: no limit)")

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -51,6 +52,9 @@ type options struct {
 	// hashing, when set, is called as each password hash starts with the
 	// number of hashes then running on this instance.
 	hashing func(active int64)
+	// bcryptCost, when set, replaces the cost of new password hashes
+	// (bcrypt at the real cost takes seconds under the race detector).
+	bcryptCost int
 }
 
 func runWith(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer, opts options) error {
@@ -140,8 +144,9 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 			onlineHold:     max(3*cfg.presenceTTL, 30*time.Second),
 			deviceMaxAge:   max(cfg.reserveTTL, cfg.sessionMaxAge, 30*24*time.Hour),
 		},
-		gate:   newHashGate(cfg.hashSlots, cfg.hashWait, opts.hashing),
-		device: deviceCodecs(secrets, max(cfg.reserveTTL, cfg.sessionMaxAge, 30*24*time.Hour)),
+		gate:       newHashGate(cfg.hashSlots, cfg.hashWait, opts.hashing),
+		bcryptCost: cmp.Or(opts.bcryptCost, bcryptCost),
+		device:     deviceCodecs(secrets, max(cfg.reserveTTL, cfg.sessionMaxAge, 30*24*time.Hour)),
 	}
 	d := deps{
 		log:         log,

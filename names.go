@@ -35,8 +35,9 @@ type nameSettings struct {
 // nameGuard is what logins need to defend names.
 type nameGuard struct {
 	nameSettings
-	gate   *hashGate
-	device []securecookie.Codec // known-device cookie codecs
+	gate       *hashGate
+	device     []securecookie.Codec // known-device cookie codecs
+	bcryptCost int
 }
 
 const (
@@ -98,7 +99,7 @@ return math.floor(left)
 
 // hashGate bounds the password hashes (bcrypt) computed at once, so logins
 // cannot be used to take the CPU away from everyone else: at most slots at
-// a time, each client address at most slots waiting or hashing.
+// a time, each client address at most half of them waiting or hashing.
 type hashGate struct {
 	slots   chan struct{}
 	wait    time.Duration
@@ -117,7 +118,7 @@ var (
 
 func newHashGate(slots int, wait time.Duration, observe func(int64)) *hashGate {
 	slots = max(slots, 1)
-	return &hashGate{slots: make(chan struct{}, slots), wait: wait, perAddr: slots,
+	return &hashGate{slots: make(chan struct{}, slots), wait: wait, perAddr: max(1, slots/2),
 		observe: observe, byAddr: make(map[string]int)}
 }
 
@@ -285,7 +286,7 @@ func (d deps) reserve(r *http.Request, who identity, password, ip string, depth 
 	}
 	var h []byte
 	var herr error
-	if rf := d.hash(ctx, ip, func() { h, herr = bcrypt.GenerateFromPassword([]byte(password), bcryptCost) }); rf != nil {
+	if rf := d.hash(ctx, ip, func() { h, herr = bcrypt.GenerateFromPassword([]byte(password), n.bcryptCost) }); rf != nil {
 		return admission{}, rf
 	}
 	if herr != nil {
