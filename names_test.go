@@ -62,7 +62,7 @@ func TestPasswordHashingBounded(t *testing.T) {
 	t.Parallel()
 	rs := redistest.Start(t)
 	var peak, hashes atomic.Int64
-	opts := options{bcryptCost: 8, hashing: func(active int64) {
+	opts := options{bcryptCost: 6, hashing: func(active int64) {
 		hashes.Add(1)
 		for {
 			p := peak.Load()
