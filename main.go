@@ -141,7 +141,7 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 			failuresFree:   failuresFree,
 			backoffBase:    cfg.nameBackoff,
 			backoffMax:     cfg.nameBackoffMax,
-			onlineHold:     max(3*cfg.presenceTTL, 30*time.Second),
+			onlineHold:     max(2*cfg.presenceTTL, 6*time.Second),
 			deviceMaxAge:   max(cfg.reserveTTL, cfg.sessionMaxAge, 30*24*time.Hour),
 		},
 		gate:       newHashGate(cfg.hashSlots, cfg.hashWait, opts.hashing),

@@ -254,8 +254,8 @@ func lookAlikesFromData(base string) []string {
 func TestLookAlikeNamesRefused(t *testing.T) {
 	t.Parallel()
 	rs := redistest.Start(t)
-	a := startServerWith(t, rs.URL(), cheap(), "-rate-passwords", "0")
-	b := startServerWith(t, rs.URL(), cheap(), "-rate-passwords", "0")
+	a := startServerWith(t, rs.URL(), cheap(), "-rate-passwords", "0", "-presence-ttl", "3s")
+	b := startServerWith(t, rs.URL(), cheap(), "-rate-passwords", "0", "-presence-ttl", "3s")
 	for _, n := range []string{"alice", "bob"} {
 		if r := newClient(t, a.URL).loginAs(n, n+"'s password", ""); r.StatusCode != http.StatusSeeOther {
 			t.Fatalf("reserve %s: %d %s", n, r.StatusCode, r.body)
@@ -308,6 +308,22 @@ func TestLookAlikeNamesRefused(t *testing.T) {
 	defer s.Close()
 	if r := newClient(t, b.URL).loginAs("frɑnk", "", ""); r.StatusCode != http.StatusConflict || !strings.Contains(r.body, "frank") {
 		t.Fatalf("look-alike of online frank: %d %s", r.StatusCode, shown(r.body))
+	}
+	// While the stream stays open its instance keeps the claim: wiped,
+	// it comes back within a third of the hold (2 × -presence-ttl).
+	rdb := rs.Client()
+	ctx := context.Background()
+	claims := skeletonKeys("o", chat.Skeletons("frank"))
+	rdb.Del(ctx, claims...)
+	deadline := time.Now().Add(20 * time.Second)
+	for rdb.Exists(ctx, claims...).Val() < int64(len(claims)) {
+		if time.Now().After(deadline) {
+			t.Fatalf("online claims of frank not refreshed while his stream is open")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if r := newClient(t, b.URL).loginAs("frɑnk", "", ""); r.StatusCode != http.StatusConflict {
+		t.Fatalf("look-alike of online frank after the refresh: %d %s", r.StatusCode, shown(r.body))
 	}
 	if r := frank.withBase(b.URL).loginAs("frank", "", ""); r.StatusCode != http.StatusSeeOther {
 		t.Fatalf("frank again: %d", r.StatusCode)
