@@ -364,7 +364,13 @@ func otherHolder(v, uid string) (string, bool) {
 	}
 	holder, name, ok := strings.Cut(v, "\n")
 	if !ok {
-		return v, true
+		name = v
+	}
+	if len(name) > 4*chat.MaxNameLen {
+		name = strings.ToValidUTF8(name[:4*chat.MaxNameLen], "") + "…" // a garbled claim stays a short sentence
+	}
+	if !ok {
+		return name, true
 	}
 	if holder == uid {
 		return "", false
