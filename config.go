@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"time"
 
@@ -70,6 +71,13 @@ type config struct {
 	maxLines        int
 	sessionKeyFile  string
 	metricsFrom     string
+	hashSlots       int
+	hashWait        time.Duration
+	reserveTTL      time.Duration
+	rateReserves    int
+	nameFailures    int
+	nameBackoff     time.Duration
+	nameBackoffMax  time.Duration
 
 	// settings is every flag's effective value, secrets masked, for the
 	// one log line at start.
@@ -157,6 +165,14 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	num(&c.maxLines, "max-lines", "MAX_LINES", 40, "most lines in one message (beyond: 400)")
 	str(&c.sessionKeyFile, "session-key-file", "SESSION_KEY_FILE", "", "file of session secrets, one per line, newest first (instead of -session-keys); created with one random secret (mode 0600) when missing; refused when others may read it")
 	str(&c.metricsFrom, "metrics-from", "METRICS_FROM", "", "comma-separated IPs or CIDRs whose direct requests may read GET /metrics (counters as JSON); empty: /metrics is 404")
+
+	num(&c.hashSlots, "hash-slots", "HASH_SLOTS", max(1, runtime.GOMAXPROCS(0)/2), "password hashes (bcrypt) computed at once per instance; one client address may have half of them (at least 1) waiting or running")
+	dur(&c.hashWait, "hash-wait", "HASH_WAIT", time.Second, "how long a login with a password waits for a free hash slot before 503")
+	dur(&c.reserveTTL, "reserve-ttl", "RESERVE_TTL", 180*24*time.Hour, "a reserved name that nobody logs in to with its password this long becomes free again (0: never)")
+	num(&c.rateReserves, "rate-reserves", "RATE_RESERVES", 20, "names one client address may reserve per day (0: no limit)")
+	num(&c.nameFailures, "name-failures", "NAME_FAILURES", 5, "wrong passwords for one name, from all addresses together, before each further attempt is held back (0: never)")
+	dur(&c.nameBackoff, "name-backoff", "NAME_BACKOFF", 5*time.Second, "first hold after -name-failures wrong passwords; it doubles with every further one (a browser that logged in to the name before is not held)")
+	dur(&c.nameBackoffMax, "name-backoff-max", "NAME_BACKOFF_MAX", 15*time.Minute, "longest hold of a name after wrong passwords")
 
 	str(&c.dataDir, "data-dir", "DATA_DIR", "", "where the embedded Redis (no REDIS_URL) keeps its data across restarts; empty: $XDG_DATA_HOME/chatroom or ~/.local/share/chatroom; off: keep nothing")
 	dur(&c.saveInterval, "save-interval", "SAVE_INTERVAL", 5*time.Second, "how often the embedded Redis saves to -data-dir (and at shutdown): what a crash can lose")
@@ -262,7 +278,7 @@ func (c config) validate() error {
 		{"-rate-passwords", c.ratePasswords}, {"-rate-joins", c.rateJoins}, {"-rate-typing", c.rateTyping},
 		{"-rate-posts-addr", c.ratePostsAddr}, {"-rate-posts-room", c.ratePostsRoom}, {"-new-name-posts", c.newNamePosts},
 		{"-streams-per-addr", c.streamsPerAddr}, {"-conns-per-addr", c.connsPerAddr},
-		{"-redis-wait-replicas", c.waitReplicas}} {
+		{"-redis-wait-replicas", c.waitReplicas}, {"-rate-reserves", c.rateReserves}, {"-name-failures", c.nameFailures}} {
 		check(r.v >= 0, "%s must not be negative", r.name)
 	}
 	check(c.saveInterval >= 100*time.Millisecond, "-save-interval must be at least 100ms")
@@ -272,6 +288,10 @@ func (c config) validate() error {
 	check(c.sessionKeyFile == "" || c.sessionKeys == "", "-session-keys and -session-key-file exclude each other")
 	_, err := parseProxies(c.metricsFrom)
 	check(err == nil, "-metrics-from: %v", err)
+	check(c.hashSlots >= 1 && c.hashSlots <= 1024, "-hash-slots must be between 1 and 1024")
+	check(c.hashWait >= 0 && c.hashWait <= time.Minute, "-hash-wait must be between 0 and 1m")
+	check(c.reserveTTL == 0 || c.reserveTTL >= time.Hour, "-reserve-ttl must be 0 (never) or at least 1h")
+	check(c.nameBackoff > 0 && c.nameBackoffMax >= c.nameBackoff, "-name-backoff must be positive and at most -name-backoff-max")
 	for _, k := range c.secrets() {
 		check(len(k) >= 32, "-session-keys: each key must be at least 32 characters (one has %d)", len(k))
 	}

@@ -23,7 +23,6 @@ import (
 
 	"github.com/go-redis/redis_rate/v10"
 	"github.com/redis/go-redis/v9"
-	"golang.org/x/crypto/bcrypt"
 
 	"chatroom/internal/broker"
 	"chatroom/internal/chat"
@@ -68,6 +67,7 @@ type deps struct {
 	rooms       roomLimits
 	presence    presenceTracker
 	online      *onlineReads // presence.Online, batched per room
+	names       nameGuard
 	static      map[string]*staticFile
 	posts       postLimits   // flood limits on top of limits.postsPerSec
 	slots       *streamSlots // stream caps per login and client address, all instances
@@ -221,14 +221,18 @@ func handleLogin(d deps) http.Handler {
 			fail(http.StatusTooManyRequests, fmt.Sprintf("Too many logins from your address. Try again in %s.", retryAfter(wait)+" s"), "")
 			return
 		}
-		if status, msg := d.checkPassword(r.Context(), name, key, password, ip); status != 0 {
-			if status == http.StatusTooManyRequests {
-				w.Header().Set("Retry-After", "60")
+		who := identity{Name: name, UID: key, SID: rand.Text()}
+		adm, rf := d.admit(r, who, password, ip)
+		if rf != nil {
+			if rf.retry > 0 {
+				w.Header().Set("Retry-After", retryAfter(rf.retry))
 			}
-			fail(status, msg, name)
+			fail(rf.status, rf.msg, name)
 			return
 		}
-		who := identity{Name: name, UID: key, SID: rand.Text()}
+		if adm.proved {
+			d.rememberDevice(w, r, key)
+		}
 		if err := d.sessions.login(w, r, who); err != nil {
 			d.log.Error("login", "err", err)
 			fail(http.StatusInternalServerError, "Could not start your session.", name)
@@ -243,61 +247,6 @@ func handleLogin(d deps) http.Handler {
 }
 
 func userKey(key string) string { return "chat:user:" + key }
-
-// checkPassword enforces name reservations. A name with a stored password
-// needs it; a new password on a free name reserves the name. It returns 0 when
-// the login may go ahead, else the status and message for the user.
-func (d deps) checkPassword(ctx context.Context, name, key, password, ip string) (int, string) {
-	if len(password) > maxPasswordLen {
-		return http.StatusBadRequest, fmt.Sprintf("The password is too long: at most %d bytes.", maxPasswordLen)
-	}
-	// Each Redis call gets its own deadline: bcrypt is slow on purpose
-	// (seconds on a loaded machine) and must not use up the next call's time.
-	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	unavailable := "Logging in is not possible right now: the chat store is unavailable. Try again shortly."
-	hash, err := d.rdb.Get(rctx, userKey(key)).Result()
-	switch {
-	case errors.Is(err, redis.Nil):
-		if password == "" {
-			return 0, "" // an open name, as in the tutorial
-		}
-		if len(password) < minPasswordLen {
-			return http.StatusBadRequest, fmt.Sprintf("To reserve a name, use a password of at least %d characters (or leave it empty).", minPasswordLen)
-		}
-		h, err := bcrypt.GenerateFromPassword([]byte(password), bcryptCost)
-		if err != nil {
-			return http.StatusBadRequest, "That password cannot be used."
-		}
-		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-		set, err := d.rdb.SetNX(sctx, userKey(key), h, 0).Result()
-		if err != nil {
-			return http.StatusServiceUnavailable, unavailable
-		}
-		if set {
-			d.log.Info("name reserved", "name", name)
-			return 0, ""
-		}
-		return d.checkPassword(ctx, name, key, password, ip) // someone reserved it just now
-	case err != nil:
-		return http.StatusServiceUnavailable, unavailable
-	}
-	if password == "" {
-		return http.StatusUnauthorized, fmt.Sprintf("The name %q is reserved. Enter its password, or choose another name.", name)
-	}
-	wait, err := d.allow(ctx, "password:"+key+":"+ip, d.limits.passwordPerMin, d.limits.passwordPerMin, time.Minute)
-	if err != nil {
-		return http.StatusServiceUnavailable, unavailable
-	}
-	if wait > 0 {
-		return http.StatusTooManyRequests, fmt.Sprintf("Too many password attempts for %q. Try again in a minute.", name)
-	}
-	if bcrypt.CompareHashAndPassword([]byte(hash), []byte(password)) != nil {
-		return http.StatusUnauthorized, fmt.Sprintf("Wrong password for %q.", name)
-	}
-	return 0, ""
-}
 
 // user returns the request's identity, unless it has no valid session or
 // that session was logged out. Sessions live in the cookie; a logout is

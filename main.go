@@ -3,6 +3,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -47,6 +49,12 @@ type options struct {
 	// redisHooks are added to the server's Redis client, so a test can
 	// hold or fail a chosen command at the exact step it guards.
 	redisHooks []redis.Hook
+	// hashing, when set, is called as each password hash starts with the
+	// number of hashes then running on this instance.
+	hashing func(active int64)
+	// bcryptCost, when set, replaces the cost of new password hashes
+	// (bcrypt at the real cost takes seconds under the race detector).
+	bcryptCost int
 }
 
 func runWith(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer, opts options) error {
@@ -135,7 +143,28 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 		Grace:   cfg.presenceGrace,
 		Sharded: rc.sharded,
 	}, log)
-	handler := newServer(deps{
+	online := newOnlineNames(pres)
+	failuresFree := cfg.nameFailures
+	if failuresFree == 0 {
+		failuresFree = math.MaxInt32
+	}
+	names := nameGuard{
+		nameSettings: nameSettings{
+			hashSlots:      cfg.hashSlots,
+			hashWait:       cfg.hashWait,
+			reserveTTL:     cfg.reserveTTL,
+			reservesPerDay: cfg.rateReserves,
+			failuresFree:   failuresFree,
+			backoffBase:    cfg.nameBackoff,
+			backoffMax:     cfg.nameBackoffMax,
+			onlineHold:     max(2*cfg.presenceTTL, 6*time.Second),
+			deviceMaxAge:   max(cfg.reserveTTL, cfg.sessionMaxAge, 30*24*time.Hour),
+		},
+		gate:       newHashGate(cfg.hashSlots, cfg.hashWait, opts.hashing),
+		bcryptCost: cmp.Or(opts.bcryptCost, bcryptCost),
+		device:     deviceCodecs(secrets, max(cfg.reserveTTL, cfg.sessionMaxAge, 30*24*time.Hour)),
+	}
+	d := deps{
 		log:         log,
 		pages:       pages,
 		markup:      md,
@@ -149,8 +178,9 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 		pageHistory: cfg.pageHistory,
 		historyLen:  cfg.historyLen,
 		rooms:       roomLimits{max: cfg.maxRooms, joinsPerMin: cfg.rateJoins, typingPerMin: cfg.rateTyping},
-		presence:    pres,
+		presence:    online,
 		online:      newOnlineReads(pres, 3*time.Second),
+		names:       names,
 		static:      static,
 		slots:       slots,
 		metricsFrom: metricsFrom,
@@ -170,7 +200,8 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 			replay:       broker.ReplayLimits{Count: cfg.replayMax, Bytes: cfg.replayMaxBytes},
 			writeTimeout: cfg.writeTimeout,
 		},
-	})
+	}
+	handler := newServer(d)
 
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
@@ -209,6 +240,9 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 	go func() { defer close(presenceDone); pres.Run(presenceCtx) }()
 	slotsDone := make(chan struct{})
 	go func() { defer close(slotsDone); slots.run(brokerCtx) }()
+	claimsDone := make(chan struct{})
+	go func() { defer close(claimsDone); runOnlineClaims(presenceCtx, d, online, log) }()
+	defer func() { stopPresence(); <-claimsDone }()
 
 	scheme := "http"
 	if cfg.tlsCert != "" {
