@@ -56,6 +56,9 @@ type config struct {
 	rateTyping      int
 	presenceTTL     time.Duration
 	presenceGrace   time.Duration
+	admins          string
+	editWindow      time.Duration
+	rateMod         int
 
 	// settings is every flag's effective value, secrets masked, for the
 	// one log line at start.
@@ -132,6 +135,10 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	dur(&c.presenceTTL, "presence-ttl", "PRESENCE_TTL", 40*time.Second, "an instance that stops refreshing its users' presence (it crashed) drops them from online lists after this, plus a quarter of it")
 	dur(&c.presenceGrace, "presence-grace", "PRESENCE_GRACE", 5*time.Second, "how long after a person's last stream closed they are shown as gone (a reload or reconnect within it shows nothing)")
 
+	str(&c.admins, "admins", "ADMINS", "", "comma-separated names of admins (moderators); each must be reserved with a password to act")
+	dur(&c.editWindow, "edit-window", "EDIT_WINDOW", 15*time.Minute, "how long after sending a message its author may edit or delete it")
+	num(&c.rateMod, "rate-mod", "RATE_MOD", 30, "moderation requests (deletes, edits, admin actions) per user and minute (0: no limit)")
+
 	fs.Usage = func() {
 		fmt.Fprintf(out, "Usage: %s [flags]\n\nA real-time chat room: go run . and open the URL it prints.\nEvery flag falls back to the environment variable named with it.\n\n", name)
 		fs.PrintDefaults()
@@ -197,6 +204,10 @@ func (c config) validate() error {
 	for _, k := range c.secrets() {
 		check(len(k) >= 32, "each session key must be at least 32 characters")
 	}
+	check(c.editWindow >= 0, "-edit-window must not be negative")
+	check(c.rateMod >= 0, "-rate-mod must not be negative")
+	_, aerr := parseAdmins(c.admins)
+	check(aerr == nil, "-admins: %v", aerr)
 	_, err := parseProxies(c.trustedProxies)
 	check(err == nil, "-trusted-proxies: %v", err)
 	return errors.Join(errs...)

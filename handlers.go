@@ -67,6 +67,7 @@ type deps struct {
 	presence    presenceTracker
 	online      *onlineReads // presence.Online, batched per room
 	static      map[string]*staticFile
+	mod         moderationConfig
 }
 
 // roomLimits bound what one user can do with rooms.
@@ -117,6 +118,14 @@ func addRoutes(mux *http.ServeMux, d deps) {
 	mux.Handle("GET /healthz", handleHealthz())
 	mux.Handle("GET /readyz", handleReadyz(d))
 	mux.Handle("GET /static/", handleStatic(d.static))
+	// Moderation (moderation.go): authors and admins on messages, admins on people.
+	mux.Handle("POST /r/{room}/delete", handleModerateMessage(d, chat.OpDelete))
+	mux.Handle("POST /r/{room}/edit", handleModerateMessage(d, chat.OpEdit))
+	mux.Handle("POST /admin/mute", handleRestrict(d, "mute"))
+	mux.Handle("POST /admin/ban", handleRestrict(d, "ban"))
+	mux.Handle("POST /admin/kick", handleKick(d))
+	mux.Handle("POST /admin/slowmode", handleSlowMode(d))
+	mux.Handle("GET /admin/audit", handleAudit(d))
 }
 
 func parsePages() (*template.Template, error) {
@@ -213,6 +222,10 @@ func handleLogin(d deps) http.Handler {
 			fail(http.StatusTooManyRequests, fmt.Sprintf("Too many logins from your address. Try again in %s.", retryAfter(wait)+" s"), "")
 			return
 		}
+		if until, banned, err := d.restricted(r.Context(), key, ip, "ban"); err == nil && banned {
+			fail(http.StatusForbidden, sentence(refusal("You cannot log in: you are banned from this chat", until)), name)
+			return
+		}
 		if status, msg := d.checkPassword(r.Context(), name, key, password, ip); status != 0 {
 			if status == http.StatusTooManyRequests {
 				w.Header().Set("Retry-After", "60")
@@ -226,6 +239,7 @@ func handleLogin(d deps) http.Handler {
 			fail(http.StatusInternalServerError, "Could not start your session.", name)
 			return
 		}
+		d.rememberSession(r.Context(), who, ip) // so a kick or a ban can end it
 		// Everyone starts in the default room (and may leave it later).
 		if _, err := d.broker.Join(r.Context(), key, chat.DefaultRoom, d.rooms.max); err != nil && !errors.Is(err, broker.ErrTooManyRooms) {
 			d.log.Warn("login: default room not joined", "err", err)
@@ -385,6 +399,12 @@ func handlePost(d deps) http.Handler {
 		text, err := chat.CleanMessage(raw, d.maxMessage)
 		if err != nil {
 			fail(errorStatus(err))
+			return
+		}
+		if until, muted, err := d.restricted(r.Context(), who.UID, d.sessions.proxies.clientIP(r), "mute", "ban"); err != nil {
+			d.log.Warn("mute check failed; posting anyway", "err", err)
+		} else if muted {
+			fail(http.StatusForbidden, refusal("message not sent: you are muted", until))
 			return
 		}
 		wait, err := d.allow(r.Context(), "post:"+who.UID, d.limits.postsPerSec, d.limits.postBurst, time.Second)

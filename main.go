@@ -77,6 +77,7 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 		return err
 	}
 	proxies, _ := parseProxies(cfg.trustedProxies) // validated in parseConfig
+	admins, _ := parseAdmins(cfg.admins)           // validated in parseConfig
 	pages, err := parsePages()
 	if err != nil {
 		return fmt.Errorf("templates: %w", err)
@@ -129,6 +130,7 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 		presence:    pres,
 		online:      newOnlineReads(pres, 3*time.Second),
 		static:      static,
+		mod:         moderationConfig{admins: admins, editWindow: cfg.editWindow, perMin: cfg.rateMod},
 		stream: streamConfig{
 			retry:        2 * time.Second,
 			pooled:       cfg.streamMode == "pooled",
