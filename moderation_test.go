@@ -178,7 +178,7 @@ func TestModEditEverywhere(t *testing.T) {
 	ev := bobStream.next(t, "edit", 10*time.Second)
 	var e struct {
 		Room, ID, Text, HTML string
-		Edited           *time.Time
+		Edited               *time.Time
 	}
 	if err := json.Unmarshal([]byte(ev.Data), &e); err != nil || e.ID != id || e.Text != "hello **world**" || e.HTML != "<p>hello <strong>world</strong></p>" || e.Edited == nil {
 		t.Fatalf("edit event: %s (%v)", ev.Data, err)
