@@ -116,6 +116,7 @@ func TestBrowserModeration(t *testing.T) {
 		t.Errorf("the admin's page with a menu open: %d violations:\n%s", len(v), strings.Join(v, "\n"))
 	}
 	root.do("close it with Escape", chromedp.KeyEvent("\x1b"))
+	root.waitFor("Escape closed the menu, focus back on its button", `!document.querySelector(".msg-menu") && document.activeElement?.classList.contains("msg-actions")`)
 
 	// Reload; resume from before both; restart the server, reload again.
 	check := func(when string) {
