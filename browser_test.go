@@ -43,6 +43,12 @@ const (
 // context. The browser is closed at cleanup.
 func startBrowser(t *testing.T) context.Context {
 	t.Helper()
+	return startBrowserWith(t)
+}
+
+// startBrowserWith is startBrowser with more command-line options.
+func startBrowserWith(t *testing.T, extra ...chromedp.ExecAllocatorOption) context.Context {
+	t.Helper()
 	if _, err := os.Stat(chromiumPath); err != nil {
 		t.Fatalf("chromium not found: run make deps (%v)", err)
 	}
@@ -57,6 +63,7 @@ func startBrowser(t *testing.T) context.Context {
 		chromedp.Flag("disable-sync", true),
 		chromedp.WindowSize(viewportW, viewportH),
 	)
+	opts = append(opts, extra...)
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancel := chromedp.NewContext(allocCtx)
 	t.Cleanup(func() {
@@ -263,6 +270,15 @@ func checkPageSecurityHeaders(t *testing.T, resp *network.Response) {
 	}
 	if got := header("X-Content-Type-Options"); got != "nosniff" {
 		t.Errorf("%s: X-Content-Type-Options = %q", resp.URL, got)
+	}
+	// The opener policy only where Chromium honours it (else it logs an
+	// error on every page): https or loopback.
+	want := ""
+	if u, err := url.Parse(resp.URL); err == nil && (u.Scheme == "https" || u.Hostname() == "127.0.0.1" || u.Hostname() == "localhost") {
+		want = "same-origin"
+	}
+	if got := header("Cross-Origin-Opener-Policy"); got != want {
+		t.Errorf("%s: Cross-Origin-Opener-Policy = %q, want %q", resp.URL, got, want)
 	}
 }
 

@@ -59,6 +59,9 @@ type config struct {
 	admins          string
 	editWindow      time.Duration
 	rateMod         int
+	version         bool   // print the version and exit
+	dataDir         string // the embedded Redis's; "off": keep nothing
+	saveInterval    time.Duration
 
 	// settings is every flag's effective value, secrets masked, for the
 	// one log line at start.
@@ -96,6 +99,7 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 		fs.BoolVar(p, flagName, def, usage+" (env "+envName+")")
 	}
 
+	fs.BoolVar(&c.version, "version", false, "print the version of this build and exit")
 	str(&c.addr, "addr", "ADDR", "localhost:5000", "listen address")
 	str(&c.redisURL, "redis", "REDIS_URL", "", "Redis URL: redis://, rediss:// (TLS), unix:///path.sock, redis+sentinel://host:port[,host:port]/master, redis+cluster://host:port[,host:port]; empty: an embedded in-memory Redis")
 	str(&c.sessionKeys, "session-keys", "SESSION_KEYS", "", "comma-separated session secrets (each at least 32 characters), newest first; the first signs, all verify. Empty: one generated and shared through Redis")
@@ -139,15 +143,30 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	dur(&c.editWindow, "edit-window", "EDIT_WINDOW", 15*time.Minute, "how long after sending a message its author may edit or delete it")
 	num(&c.rateMod, "rate-mod", "RATE_MOD", 30, "moderation requests (deletes, edits, admin actions) per user and minute (0: no limit)")
 
-	fs.Usage = func() {
+	str(&c.dataDir, "data-dir", "DATA_DIR", "", "where the embedded Redis (no REDIS_URL) keeps its data across restarts; empty: $XDG_DATA_HOME/chatroom or ~/.local/share/chatroom; off: keep nothing")
+	dur(&c.saveInterval, "save-interval", "SAVE_INTERVAL", 5*time.Second, "how often the embedded Redis saves to -data-dir (and at shutdown): what a crash can lose")
+
+	usage := func() {
+		fs.SetOutput(out)
 		fmt.Fprintf(out, "Usage: %s [flags]\n\nA real-time chat room: go run . and open the URL it prints.\nEvery flag falls back to the environment variable named with it.\n\n", name)
 		fs.PrintDefaults()
 	}
+	// A bad flag is one line (returned, printed by main), not the error
+	// and the whole usage: only -h prints that.
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 	if err := fs.Parse(args); err != nil {
-		return c, err
+		if errors.Is(err, flag.ErrHelp) {
+			usage()
+			return c, err
+		}
+		return c, fmt.Errorf("%v (see -h)", err)
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected argument %q (see -h)", fs.Arg(0))
+	}
+	if c.version {
+		return c, nil
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -162,8 +181,18 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 			}
 		}
 	})
-	if err := errors.Join(errs...); err != nil {
+	if err := oneLine(errs); err != nil {
 		return c, err
+	}
+	if c.redisURL != "" && c.dataDir != "" && c.dataDir != "off" {
+		return c, errors.New("-data-dir (DATA_DIR) applies only to the embedded Redis, and REDIS_URL is set: the data lives in that Redis")
+	}
+	if c.dataDir == "" && c.redisURL == "" {
+		c.dataDir = defaultDataDir(getenv)
+		fs.Set("data-dir", c.dataDir)
+	}
+	if c.dataDir == "off" {
+		c.dataDir = ""
 	}
 	fs.VisitAll(func(f *flag.Flag) {
 		v := f.Value.String()
@@ -189,20 +218,38 @@ func (c config) validate() error {
 	check(c.pageHistory >= 0, "-page-history must not be negative")
 	check(c.maxMessage >= 1, "-max-message must be at least 1")
 	check(c.streamBuffer >= 2, "-stream-buffer must be at least 2")
-	check(c.maxStreams >= 0 && c.maxStreams <= maxStreamsLimit && c.perSession >= 0, "stream limits must be between 0 and %d", maxStreamsLimit)
+	check(c.maxStreams >= 0 && c.maxStreams <= maxStreamsLimit, "-max-streams must be between 0 and %d", maxStreamsLimit)
+	check(c.perSession >= 0, "-streams-per-session must not be negative")
 	check(c.streamBytes >= 4096, "-stream-buffer-bytes must be at least 4096")
-	check(c.replayMax >= 1 && c.replayMaxBytes >= 1, "-replay-max and -replay-max-bytes must be at least 1")
+	check(c.replayMax >= 1, "-replay-max must be at least 1")
+	check(c.replayMaxBytes >= 1, "-replay-max-bytes must be at least 1")
 	check(c.streamMode == "pooled" || c.streamMode == "goroutine", "-stream-mode must be pooled or goroutine")
-	check(c.heartbeat > 0 && c.writeTimeout > 0 && c.probeInterval > 0 && c.probeTimeout > 0, "durations must be positive")
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"-heartbeat", c.heartbeat}, {"-write-timeout", c.writeTimeout}, {"-probe-interval", c.probeInterval},
+		{"-probe-timeout", c.probeTimeout}, {"-session-max-age", c.sessionMaxAge}, {"-shutdown-timeout", c.shutdownTimeout},
+		{"-redis-wait-timeout", c.waitTimeout}} {
+		check(d.v > 0, "%s must be positive", d.name)
+	}
+	check(c.probeTimeout >= c.probeInterval, "-probe-timeout (%v) must not be shorter than -probe-interval (%v): every probe would be given up before the next", c.probeTimeout, c.probeInterval)
 	check((c.tlsCert == "") == (c.tlsKey == ""), "-tls-cert and -tls-key go together")
 	check(c.roomTTL == 0 || c.roomTTL >= time.Minute, "-room-ttl must be 0 (never) or at least 1m")
 	check(c.roomLinger >= 0, "-room-linger must not be negative")
 	check(c.presenceGrace > 0, "-presence-grace must be positive (a reload must not show as leave + join)")
 	check(c.presenceTTL >= time.Second && c.presenceTTL <= 45*time.Second, "-presence-ttl must be between 1s and 45s (a crashed instance's users must leave within a minute)")
 	check(c.maxRooms >= 1 && c.maxRooms <= chat.MaxPositionRooms, "-max-rooms must be between 1 and %d", chat.MaxPositionRooms)
-	check(c.rateJoins >= 0 && c.rateTyping >= 0, "rate limits must not be negative")
+	for _, r := range []struct {
+		name string
+		v    int
+	}{{"-rate-posts", c.ratePosts}, {"-rate-burst", c.rateBurst}, {"-rate-logins", c.rateLogins},
+		{"-rate-passwords", c.ratePasswords}, {"-rate-joins", c.rateJoins}, {"-rate-typing", c.rateTyping},
+		{"-redis-wait-replicas", c.waitReplicas}} {
+		check(r.v >= 0, "%s must not be negative", r.name)
+	}
+	check(c.saveInterval >= 100*time.Millisecond, "-save-interval must be at least 100ms")
 	for _, k := range c.secrets() {
-		check(len(k) >= 32, "each session key must be at least 32 characters")
+		check(len(k) >= 32, "-session-keys: each key must be at least 32 characters (one has %d)", len(k))
 	}
 	check(c.editWindow >= 0, "-edit-window must not be negative")
 	check(c.rateMod >= 0, "-rate-mod must not be negative")
@@ -210,7 +257,28 @@ func (c config) validate() error {
 	check(aerr == nil, "-admins: %v", aerr)
 	_, err := parseProxies(c.trustedProxies)
 	check(err == nil, "-trusted-proxies: %v", err)
-	return errors.Join(errs...)
+	if c.redisURL != "" {
+		client, _, _, err := newRedisClient(c.redisURL)
+		check(err == nil, "-redis (REDIS_URL) %s: %v", redactURL(c.redisURL), err)
+		if err == nil {
+			client.Close() // nothing dialled yet: only the URL was checked
+		}
+	} else {
+		check(c.waitReplicas == 0, "-redis-wait-replicas needs a Redis with replicas (REDIS_URL); the embedded one has none")
+	}
+	return oneLine(errs)
+}
+
+// oneLine joins errs into one error of one line, or nil.
+func oneLine(errs []error) error {
+	if len(errs) == 0 {
+		return nil
+	}
+	msgs := make([]string, len(errs))
+	for i, e := range errs {
+		msgs[i] = e.Error()
+	}
+	return errors.New(strings.Join(msgs, "; "))
 }
 
 func (c config) secrets() []string {

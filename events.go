@@ -40,15 +40,15 @@ type renderedMessage struct {
 
 // messageEvent is the event of m; its text is rendered here, once per
 // message and instance, like the rest of its encoding.
-func messageEvent(m chat.Message) *fanout.Event {
+func messageEvent(md *markup.Renderer, m chat.Message) *fanout.Event {
 	id, _ := chat.ParseID(m.ID)
 	name := "message"
-	var v any = renderedMessage{Message: m, HTML: markup.HTML(m.Text)}
+	var v any = renderedMessage{Message: m, HTML: md.HTML(m.Text)}
 	switch m.Op { // a moderation entry: its own event, at its own position
 	case chat.OpDelete:
 		name, v = "delete", deletion{Room: m.Room, ID: m.Target}
 	case chat.OpEdit:
-		name, v = "edit", edition{Room: m.Room, ID: m.Target, Text: m.Text, HTML: markup.HTML(m.Text), Edited: m.Edited}
+		name, v = "edit", edition{Room: m.Room, ID: m.Target, Text: m.Text, HTML: md.HTML(m.Text), Edited: m.Edited}
 	}
 	data, err := json.Marshal(v)
 	if err != nil { // a chat.Message always encodes
@@ -130,9 +130,12 @@ func streamPrelude(retry time.Duration) []byte {
 
 // hubSink hands what the broker's subscription delivers to the hub: each
 // message is encoded once here, whatever the number of streams.
-type hubSink struct{ hub *fanout.Hub }
+type hubSink struct {
+	hub *fanout.Hub
+	md  *markup.Renderer
+}
 
-func (s hubSink) Deliver(m chat.Message) { s.hub.Broadcast(m.Room, messageEvent(m)) }
+func (s hubSink) Deliver(m chat.Message) { s.hub.Broadcast(m.Room, messageEvent(s.md, m)) }
 func (s hubSink) SetDegraded(d bool)     { s.hub.SetDegraded(d) }
 func (s hubSink) EndSession(sid, reason string) {
 	r := fanout.ReasonLoggedOut

@@ -13,6 +13,7 @@ import (
 	"math"
 	"mime"
 	"mime/multipart"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -54,6 +55,7 @@ type deps struct {
 	log         *slog.Logger
 	pages       *template.Template
 	sessions    *sessionStore
+	markup      *markup.Renderer // message text → safe HTML, for events and history
 	broker      *broker.Broker
 	hub         *fanout.Hub
 	rdb         redis.UniversalClient
@@ -91,7 +93,7 @@ func newServer(d deps) http.Handler {
 	addRoutes(mux, d)
 	var h http.Handler = mux
 	h = http.NewCrossOriginProtection().Handler(h)
-	h = securityHeaders(h)
+	h = securityHeaders(h, d.sessions.proxies)
 	h = recoverPanics(h, d.log)
 	return h
 }
@@ -128,11 +130,12 @@ func addRoutes(mux *http.ServeMux, d deps) {
 	mux.Handle("GET /admin/audit", handleAudit(d))
 }
 
-func parsePages() (*template.Template, error) {
+// parsePages parses the page templates; md renders message text in them.
+func parsePages(md *markup.Renderer) (*template.Template, error) {
 	return template.New("").Funcs(template.FuncMap{
 		"clock": func(t time.Time) string { return t.UTC().Format("15:04") },
 		"iso":   func(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) },
-		"text":  markup.HTML, // a message's text as safe HTML: the only template.HTML of the pages
+		"text":  md.HTML, // a message's text as safe HTML: the only template.HTML of the pages
 	}).ParseFS(assets, "templates/*.html")
 }
 
@@ -600,8 +603,11 @@ func errorStatus(err error) (int, string) {
 }
 
 // securityHeaders sets the headers every response carries: a strict CSP (no
-// inline script or style, no framing), no MIME sniffing, no referrer leaks.
-func securityHeaders(next http.Handler) http.Handler {
+// inline script or style, no framing), no MIME sniffing, no referrer leaks,
+// and, where the browser honours it (a trustworthy origin: https or
+// localhost), a same-origin opener policy; on plain http to a LAN name
+// Chromium ignores it and logs an error on every page.
+func securityHeaders(next http.Handler, proxies proxyTrust) http.Handler {
 	// Trusted Types: the page may only assign HTML through its one policy,
 	// "chat", which passes the server-rendered message HTML.
 	const csp = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
@@ -613,9 +619,29 @@ func securityHeaders(next http.Handler) http.Handler {
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Referrer-Policy", "same-origin")
 		h.Set("X-Frame-Options", "DENY")
-		h.Set("Cross-Origin-Opener-Policy", "same-origin")
+		if trustworthyOrigin(r, proxies) {
+			h.Set("Cross-Origin-Opener-Policy", "same-origin")
+		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// trustworthyOrigin reports whether the browser sees the page's origin as
+// potentially trustworthy: reached over https, or on a loopback name.
+func trustworthyOrigin(r *http.Request, proxies proxyTrust) bool {
+	if proxies.isHTTPS(r) {
+		return true
+	}
+	host := r.Host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.ToLower(host), ".")
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		return true
+	}
+	ip := net.ParseIP(strings.Trim(host, "[]"))
+	return ip != nil && ip.IsLoopback()
 }
 
 // recoverPanics turns a panic in a handler into a logged 500 rather than a

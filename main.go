@@ -23,6 +23,7 @@ import (
 
 	"chatroom/internal/broker"
 	"chatroom/internal/fanout"
+	"chatroom/internal/markup"
 	"chatroom/internal/presence"
 )
 
@@ -56,6 +57,10 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 	if err != nil {
 		return err
 	}
+	if cfg.version {
+		fmt.Fprintln(stdout, version())
+		return nil
+	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(cfg.logLevel)); err != nil {
 		return fmt.Errorf("-log-level: %w", err)
@@ -63,7 +68,7 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 	log := slog.New(slog.NewTextHandler(stdout, &slog.HandlerOptions{Level: level}))
 	log.Info("configuration", cfg.settings...)
 
-	rc, err := openRedis(ctx, cfg.redisURL, log)
+	rc, err := openRedis(ctx, cfg.redisURL, log, cfg.dataDir, cfg.saveInterval)
 	if err != nil {
 		return err
 	}
@@ -78,7 +83,8 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 	}
 	proxies, _ := parseProxies(cfg.trustedProxies) // validated in parseConfig
 	admins, _ := parseAdmins(cfg.admins)           // validated in parseConfig
-	pages, err := parsePages()
+	md := markup.New()
+	pages, err := parsePages(md)
 	if err != nil {
 		return fmt.Errorf("templates: %w", err)
 	}
@@ -117,6 +123,7 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 	handler := newServer(deps{
 		log:         log,
 		pages:       pages,
+		markup:      md,
 		sessions:    newSessionStore(secrets, cfg.sessionMaxAge, cfg.secureCookies, proxies),
 		broker:      b,
 		hub:         h,
@@ -161,7 +168,7 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 	brokerCtx, stopBroker := context.WithCancel(context.WithoutCancel(ctx))
 	brokerDone := make(chan struct{})
 	publisherDone := make(chan struct{})
-	go func() { defer close(brokerDone); b.Run(brokerCtx, hubSink{h}) }()
+	go func() { defer close(brokerDone); b.Run(brokerCtx, hubSink{h, md}) }()
 	go func() { defer close(publisherDone); b.RunPublisher(brokerCtx) }()
 	// Presence stops first at shutdown, before the streams end: clients
 	// reconnect to another instance, and their departures from this one

@@ -67,7 +67,7 @@ type historyJSON struct {
 	Messages []chat.Message `json:"messages"`
 }
 
-func historyTexts(t *testing.T, c *chatClient) map[string]chat.Message {
+func historyByID(t *testing.T, c *chatClient) map[string]chat.Message {
 	t.Helper()
 	resp := c.get("/r/chat/history?before=" + url.QueryEscape(fmt.Sprintf("%d-0", time.Now().Add(time.Hour).UnixMilli())) + "&limit=100")
 	want(t, "history", resp, http.StatusOK)
@@ -113,7 +113,7 @@ func TestModDeleteEverywhere(t *testing.T) {
 	if strings.Contains(page.body, "m-"+doomed) || strings.Contains(page.body, "regrettable") || !strings.Contains(page.body, "m-"+kept) {
 		t.Fatalf("page after the delete:\n%s", page.body)
 	}
-	h := historyTexts(t, bob)
+	h := historyByID(t, bob)
 	if _, ok := h[doomed]; ok || len(h) != 2 {
 		t.Fatalf("history JSON after the delete: %v", h)
 	}
@@ -183,7 +183,7 @@ func TestModEditEverywhere(t *testing.T) {
 	if err := json.Unmarshal([]byte(ev.Data), &e); err != nil || e.ID != id || e.Text != "hello **world**" || e.HTML != "<p>hello <strong>world</strong></p>" || e.Edited == nil {
 		t.Fatalf("edit event: %s (%v)", ev.Data, err)
 	}
-	m, ok := historyTexts(t, bob)[id]
+	m, ok := historyByID(t, bob)[id]
 	if !ok || m.Text != "hello **world**" || m.Edited == nil {
 		t.Fatalf("history JSON after the edit: %+v", m)
 	}
@@ -483,4 +483,26 @@ func TestModBadInput(t *testing.T) {
 	if !limited {
 		t.Fatal("50 moderation requests in a row were never refused with 429 and Retry-After")
 	}
+}
+
+// TestModEmbeddedRedis: the moderation scripts (cjson, TIME, XDEL) and the
+// TTL-based mutes work on the embedded Redis of `go run .` too.
+func TestModEmbeddedRedis(t *testing.T) {
+	srv := startServer(t, "", "-data-dir", "off", "-admins", "root")
+	root := loginWith(t, srv.URL, "root", "correct horse battery")
+	alice := login(t, srv.URL, "alice")
+	s := alice.openStream("", "")
+	doomed := postID(t, alice, s, "delete me")
+	edited := postID(t, alice, s, "edit me")
+	want(t, "delete", alice.postForm("/r/chat/delete", url.Values{"id": {doomed}}), http.StatusNoContent)
+	s.next(t, "delete", 10*time.Second)
+	want(t, "edit", alice.postForm("/r/chat/edit", url.Values{"id": {edited}, "message": {"edited"}}), http.StatusNoContent)
+	s.next(t, "edit", 10*time.Second)
+	h := historyByID(t, alice)
+	if _, ok := h[doomed]; ok || h[edited].Text != "edited" {
+		t.Fatalf("history on the embedded Redis: %v", h)
+	}
+	want(t, "bob edits alice's", login(t, srv.URL, "bob").postForm("/r/chat/edit", url.Values{"id": {edited}, "message": {"x"}}), http.StatusForbidden)
+	want(t, "mute alice", root.postForm("/admin/mute", url.Values{"user": {"alice"}, "duration": {"1m"}}), http.StatusNoContent)
+	want(t, "muted alice posts", alice.postForm("/post", url.Values{"message": {"hi"}}), http.StatusForbidden)
 }

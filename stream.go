@@ -12,6 +12,7 @@ import (
 	"chatroom/internal/broker"
 	"chatroom/internal/chat"
 	"chatroom/internal/fanout"
+	"chatroom/internal/markup"
 )
 
 // streamConfig is the SSE endpoint's tuning.
@@ -135,7 +136,7 @@ func handleStream(d deps) http.Handler {
 		err = out.write(first.Bytes())
 		for _, plan := range plans {
 			if err == nil {
-				err = replay(r, plan, position, out)
+				err = replay(r, d.markup, plan, position, out)
 			}
 		}
 		if err == nil {
@@ -275,12 +276,12 @@ func presenceEvents(r *http.Request, d deps, rooms []string) []byte {
 
 // replay writes the plan's messages page by page, under the stream's
 // position.
-func replay(r *http.Request, plan *broker.ReplayPlan, pos *fanout.Position, out *streamOut) error {
+func replay(r *http.Request, md *markup.Renderer, plan *broker.ReplayPlan, pos *fanout.Position, out *streamOut) error {
 	var buf []byte
 	_, err := plan.Run(r.Context(), func(ms []chat.Message) error {
 		buf = buf[:0]
 		for _, m := range ms {
-			buf = pos.AppendWire(buf, messageEvent(m))
+			buf = pos.AppendWire(buf, messageEvent(md, m))
 		}
 		return out.write(buf)
 	})

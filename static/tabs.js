@@ -1,16 +1,22 @@
 // Tabs of one browser share one stream: window.ChatStream is an EventSource
-// look-alike for app.js. The tab holding the Web Lock "chat-stream" (the
-// leader) holds the one real EventSource and relays every event over a
-// BroadcastChannel; the other tabs dispatch what it relays. When the leader
-// goes, the next tab in the lock's queue opens the stream from the newest
-// position it has seen (per room), so nothing is lost; message events at or
-// before that position are dropped, so nothing is doubled.
-// Without Web Locks or BroadcastChannel, ChatStream is not defined and
-// app.js opens one EventSource per tab.
+// look-alike for app.js. One tab (the leader) holds the one real
+// EventSource and relays every event over a BroadcastChannel; the other
+// tabs dispatch what it relays. When the leader goes, another tab opens the
+// stream from the newest position it has seen (per room), so nothing is
+// lost; message events at or before that position are dropped, so nothing
+// is doubled.
+// The leader is the holder of the Web Lock "chat-stream" where Web Locks
+// exist (secure contexts: https and localhost). Elsewhere (plain http on a
+// LAN name, where Web Locks are missing but BroadcastChannel is not) the
+// tabs elect one over the channel itself: the leader beats every second and
+// answers every claim at once; a tab that hears no leader for a while, or
+// hears it resign, claims, and leads unless a leader answers or a tab with
+// a smaller ID claims too. Without BroadcastChannel, ChatStream is not
+// defined and app.js opens one EventSource per tab.
 "use strict";
 
 (() => {
-  if (!navigator.locks || typeof BroadcastChannel !== "function") return;
+  if (typeof BroadcastChannel !== "function") return;
 
   const LOCK = "chat-stream";
   const CHANNEL = "chat-stream";
@@ -19,6 +25,11 @@
   const RECENT = 200; // message events a leader keeps for a tab that arrives
   const TAKEOVER_DELAY_MS = 100; // lets the old leader's last relays arrive first
   const ID = /^\d+-\d+$/;
+  // The election without Web Locks.
+  const BEAT_MS = 500; // a leader says it is there this often (hidden tabs: once a second)
+  const LEASE_MS = 1500; // a leader not heard from for this long is asked
+  const FIRST_WAIT_MS = 150; // a new tab waits this long for a leader's welcome
+  const CLAIM_WAIT_MS = 150; // a claim stands if nobody objects within this
 
   function compareIds(a, b) {
     const [am, as] = a.split("-").map(Number);
@@ -69,13 +80,88 @@
       this.channel = new BroadcastChannel(CHANNEL);
       this.channel.onmessage = (e) => this.fromChannel(e.data);
       this.abort = new AbortController();
-      navigator.locks
-        .request(LOCK, { signal: this.abort.signal }, () => new Promise((resolve) => {
-          this.resign = resolve;
-          setTimeout(() => this.lead(), TAKEOVER_DELAY_MS);
-        }))
-        .catch(() => {}); // aborted by close
+      this.electing = navigator.locks ? "locks" : "channel";
+      window.chatElection = this.electing; // for tests
+      if (navigator.locks) {
+        navigator.locks
+          .request(LOCK, { signal: this.abort.signal }, () => new Promise((resolve) => {
+            this.resign = resolve;
+            setTimeout(() => this.lead(), TAKEOVER_DELAY_MS);
+          }))
+          .catch(() => {}); // aborted by close
+      } else {
+        this.heard = 0; // when a leader was last heard from (performance.now)
+        this.claiming = null; // { objected } while a claim of this tab stands
+        this.beat = null;
+        this.watch = setInterval(() => this.checkLeader(), BEAT_MS / 2);
+        setTimeout(() => this.checkLeader(), FIRST_WAIT_MS);
+        this.onFreeze = () => this.stepDown(true); // a frozen tab cannot relay
+        document.addEventListener("freeze", this.onFreeze);
+      }
       this.post({ kind: "hello", from: tabID, rooms: this.rooms, pos: formatPosition(this.pos) });
+    }
+
+    // checkLeader claims the stream when no leader has been heard from
+    // within the lease (or yet, for a new tab).
+    checkLeader() {
+      if (this.readyState === 2 || this.leading || this.claiming) return;
+      if (this.heard && performance.now() - this.heard < LEASE_MS) return;
+      this.claim();
+    }
+
+    claim() {
+      if (this.readyState === 2 || this.leading || this.claiming) return;
+      const claim = { objected: false };
+      this.claiming = claim;
+      this.post({ kind: "claim", from: tabID });
+      setTimeout(() => {
+        this.claiming = null;
+        if (this.readyState === 2) return;
+        if (claim.objected) this.heard = performance.now();
+        else this.lead();
+      }, CLAIM_WAIT_MS);
+    }
+
+    // stepDown gives the stream up: another leader was heard (the one with
+    // the smaller ID keeps it), or this tab is frozen or closing.
+    stepDown(resign) {
+      if (!this.leading) return;
+      this.leading = false;
+      clearInterval(this.beat);
+      this.beat = null;
+      if (this.source) this.source.close();
+      this.source = null;
+      this.heard = performance.now();
+      if (resign) this.post({ kind: "resign", from: tabID });
+    }
+
+    // election handles the channel election's messages; it returns true
+    // when m was one of them.
+    election(m) {
+      if (this.electing !== "channel") return false;
+      switch (m.kind) {
+        case "beat":
+          if (this.leading) {
+            if (m.from < tabID) this.stepDown(false);
+          } else {
+            this.heard = performance.now();
+            if (this.claiming) this.claiming.objected = true;
+          }
+          return true;
+        case "claim":
+          if (this.leading) this.post({ kind: "beat", from: tabID });
+          else if (this.claiming && m.from < tabID) this.claiming.objected = true;
+          return true;
+        case "resign":
+          if (!this.leading) {
+            this.heard = 0;
+            this.claim();
+          }
+          return true;
+      }
+      // Anything else a leader sends shows it is there.
+      if (!this.leading && (m.kind === "event" || m.kind === "state" || m.kind === "welcome")) this.heard = performance.now();
+      return false;
     }
 
     post(m) {
@@ -121,6 +207,7 @@
 
     fromChannel(m) {
       if (this.readyState === 2 && m.kind !== "hello") return;
+      if (this.election(m)) return;
       if (this.leading) {
         if (m.kind === "hello") this.welcome(m);
         return;
@@ -160,8 +247,12 @@
     }
 
     lead() {
-      if (this.readyState === 2) return;
+      if (this.readyState === 2 || this.leading) return;
       this.leading = true;
+      if (this.electing === "channel") {
+        this.post({ kind: "beat", from: tabID });
+        this.beat = setInterval(() => this.post({ kind: "beat", from: tabID }), BEAT_MS);
+      }
       this.open();
     }
 
@@ -222,9 +313,15 @@
     close() {
       this.readyState = 2;
       this.abort.abort();
+      clearInterval(this.watch);
+      clearInterval(this.beat);
+      if (this.onFreeze) document.removeEventListener("freeze", this.onFreeze);
       if (this.source) this.source.close();
       this.source = null;
-      if (this.leading) this.post({ kind: "state", state: "connecting" });
+      if (this.leading) {
+        this.post({ kind: "state", state: "connecting" });
+        if (this.electing === "channel") this.post({ kind: "resign", from: tabID });
+      }
       this.leading = false;
       if (this.resign) this.resign();
       this.channel.close();
