@@ -520,8 +520,8 @@ func TestBrowserChat(t *testing.T) {
 			t.Errorf("%s: unexpected notices: %q", u.name, notices)
 		}
 		// Only the page's own scripts, each from /static/ (none created from user text).
-		if srcs := pageEval[[]string](u, `[...document.scripts].map((s) => new URL(s.src || "inline:", location.href).pathname)`); !slices.Equal(srcs, []string{"/static/theme.js", "/static/tabs.js", "/static/app.js"}) {
-			t.Errorf("%s: the page's scripts are %q, want theme.js, tabs.js and app.js", u.name, srcs)
+		if srcs := pageEval[[]string](u, `[...document.scripts].map((s) => new URL(s.src || "inline:", location.href).pathname)`); !slices.Equal(srcs, []string{"/static/theme.js", "/static/tabs.js", "/static/app.js", "/static/moderation.js"}) {
+			t.Errorf("%s: the page's scripts are %q, want theme.js, tabs.js, app.js and moderation.js", u.name, srcs)
 		}
 		if d := u.dialogsOpened(); len(d) != 0 {
 			t.Errorf("%s: JavaScript dialogs opened: %q", u.name, d)

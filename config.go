@@ -58,6 +58,9 @@ type config struct {
 	rateTyping      int
 	presenceTTL     time.Duration
 	presenceGrace   time.Duration
+	admins          string
+	editWindow      time.Duration
+	rateMod         int
 	version         bool   // print the version and exit
 	dataDir         string // the embedded Redis's; "off": keep nothing
 	saveInterval    time.Duration
@@ -173,6 +176,10 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	num(&c.nameFailures, "name-failures", "NAME_FAILURES", 5, "wrong passwords for one name, from all addresses together, before each further attempt is held back (0: never)")
 	dur(&c.nameBackoff, "name-backoff", "NAME_BACKOFF", 5*time.Second, "first hold after -name-failures wrong passwords; it doubles with every further one (a browser that logged in to the name before is not held)")
 	dur(&c.nameBackoffMax, "name-backoff-max", "NAME_BACKOFF_MAX", 15*time.Minute, "longest hold of a name after wrong passwords")
+
+	str(&c.admins, "admins", "ADMINS", "", "comma-separated names of admins (moderators); each must be reserved with a password to act")
+	dur(&c.editWindow, "edit-window", "EDIT_WINDOW", 15*time.Minute, "how long after sending a message its author may edit or delete it")
+	num(&c.rateMod, "rate-mod", "RATE_MOD", 30, "moderation requests (deletes, edits, admin actions) per user and minute (0: no limit)")
 
 	str(&c.dataDir, "data-dir", "DATA_DIR", "", "where the embedded Redis (no REDIS_URL) keeps its data across restarts; empty: $XDG_DATA_HOME/chatroom or ~/.local/share/chatroom; off: keep nothing")
 	dur(&c.saveInterval, "save-interval", "SAVE_INTERVAL", 5*time.Second, "how often the embedded Redis saves to -data-dir (and at shutdown): what a crash can lose")
@@ -295,6 +302,10 @@ func (c config) validate() error {
 	for _, k := range c.secrets() {
 		check(len(k) >= 32, "-session-keys: each key must be at least 32 characters (one has %d)", len(k))
 	}
+	check(c.editWindow >= 0, "-edit-window must not be negative")
+	check(c.rateMod >= 0, "-rate-mod must not be negative")
+	_, aerr := parseAdmins(c.admins)
+	check(aerr == nil, "-admins: %v", aerr)
 	_, err = parseProxies(c.trustedProxies)
 	check(err == nil, "-trusted-proxies: %v", err)
 	if c.redisURL != "" {

@@ -5,6 +5,7 @@ import (
 	"html/template"
 	"time"
 
+	"chatroom/internal/broker"
 	"chatroom/internal/chat"
 	"chatroom/internal/fanout"
 	"chatroom/internal/markup"
@@ -16,12 +17,14 @@ import (
 //
 //	message     a chat message: id: is the stream's position, data its JSON
 //	            (chat.Message, plus "html": its text rendered, internal/markup)
+//	delete      {"room","id"}: message id was deleted (id: the stream's position)
+//	edit        {"room","id","text","html","edited"}: message id was edited
 //	presence    {"room","users":[{"user","uid"}…],"count"}: who is online in the room (stream start)
 //	join, leave {"room","user","uid"}: someone came online in the room, or went
 //	typing      {"room","user","uid"}: someone is typing (shown a few seconds)
 //	status      {"state":"degraded"|"ok"}: delivery through Redis broke / is back
 //	notice      {"code","text"[,"before","room"]}: history-trimmed, bad-last-event-id
-//	disconnect  {"reason"}: the server ends this stream (slow, shutdown, logged-out)
+//	disconnect  {"reason"}: the server ends this stream (slow, shutdown, logged-out, banned, kicked)
 //
 // Only message events carry an ID, so the browser's Last-Event-ID stays on
 // the last message it received. The ID is the stream's composite position
@@ -39,7 +42,15 @@ type renderedMessage struct {
 // message and instance, like the rest of its encoding.
 func messageEvent(md *markup.Renderer, m chat.Message) *fanout.Event {
 	id, _ := chat.ParseID(m.ID)
-	data, err := json.Marshal(renderedMessage{Message: m, HTML: md.HTML(m.Text)})
+	name := "message"
+	var v any = renderedMessage{Message: m, HTML: md.HTML(m.Text)}
+	switch m.Op { // a moderation entry: its own event, at its own position
+	case chat.OpDelete:
+		name, v = "delete", deletion{Room: m.Room, ID: m.Target}
+	case chat.OpEdit:
+		name, v = "edit", edition{Room: m.Room, ID: m.Target, Text: m.Text, HTML: md.HTML(m.Text), Edited: m.Edited}
+	}
+	data, err := json.Marshal(v)
 	if err != nil { // a chat.Message always encodes
 		data = []byte(`{}`)
 	}
@@ -47,8 +58,23 @@ func messageEvent(md *markup.Renderer, m chat.Message) *fanout.Event {
 	// The entry is a room name and an ID, and the JSON is valid UTF-8
 	// without raw line breaks (encoding/json escapes them), so this cannot
 	// fail.
-	wire, _ := sse.AppendEvent(make([]byte, 0, len(data)+len(entry)+32), entry, "message", data)
+	wire, _ := sse.AppendEvent(make([]byte, 0, len(data)+len(entry)+32), entry, name, data)
 	return &fanout.Event{ID: id, Room: m.Room, IDLen: len("id: ") + len(entry) + 1, Wire: wire}
+}
+
+// deletion is a delete event's data: message id of room is gone.
+type deletion struct {
+	Room string `json:"room"`
+	ID   string `json:"id"`
+}
+
+// edition is an edit event's data: message id of room now reads text.
+type edition struct {
+	Room   string        `json:"room"`
+	ID     string        `json:"id"`
+	Text   string        `json:"text"`
+	HTML   template.HTML `json:"html"`
+	Edited *time.Time    `json:"edited"`
 }
 
 // roomEvent encodes an event of one room without an ID.
@@ -111,7 +137,16 @@ type hubSink struct {
 
 func (s hubSink) Deliver(m chat.Message) { s.hub.Broadcast(m.Room, messageEvent(s.md, m)) }
 func (s hubSink) SetDegraded(d bool)     { s.hub.SetDegraded(d) }
-func (s hubSink) EndSession(sid string)  { s.hub.EndSession(sid) }
+func (s hubSink) EndSession(sid, reason string) {
+	r := fanout.ReasonLoggedOut
+	switch reason {
+	case broker.EndBanned:
+		r = fanout.ReasonBanned
+	case broker.EndKicked:
+		r = fanout.ReasonKicked
+	}
+	s.hub.EndSessionFor(sid, r)
+}
 func (s hubSink) Signal(sig chat.Signal) {
 	kind := sig.Kind
 	sig.Kind = "" // the event's name says it

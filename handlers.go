@@ -72,6 +72,7 @@ type deps struct {
 	posts       postLimits   // flood limits on top of limits.postsPerSec
 	slots       *streamSlots // stream caps per login and client address, all instances
 	metricsFrom proxyTrust   // peers that may read /metrics
+	mod         moderationConfig
 }
 
 // roomLimits bound what one user can do with rooms.
@@ -124,6 +125,14 @@ func addRoutes(mux *http.ServeMux, d deps) {
 	mux.Handle("GET /readyz", handleReadyz(d))
 	mux.Handle("GET /metrics", handleMetrics(d))
 	mux.Handle("GET /static/", handleStatic(d.static))
+	// Moderation (moderation.go): authors and admins on messages, admins on people.
+	mux.Handle("POST /r/{room}/delete", handleModerateMessage(d, chat.OpDelete))
+	mux.Handle("POST /r/{room}/edit", handleModerateMessage(d, chat.OpEdit))
+	mux.Handle("POST /admin/mute", handleRestrict(d, "mute"))
+	mux.Handle("POST /admin/ban", handleRestrict(d, "ban"))
+	mux.Handle("POST /admin/kick", handleKick(d))
+	mux.Handle("POST /admin/slowmode", handleSlowMode(d))
+	mux.Handle("GET /admin/audit", handleAudit(d))
 }
 
 // parsePages parses the page templates; md renders message text in them.
@@ -219,6 +228,10 @@ func handleLogin(d deps) http.Handler {
 		} else if wait > 0 {
 			w.Header().Set("Retry-After", retryAfter(wait))
 			fail(http.StatusTooManyRequests, fmt.Sprintf("Too many logins from your address. Try again in %s.", retryAfter(wait)+" s"), "")
+			return
+		}
+		if until, banned, err := d.restricted(r.Context(), key, ip, "ban"); err == nil && banned {
+			fail(http.StatusForbidden, sentence(restrictionSentence("You cannot log in: you are banned from this chat", until)), name)
 			return
 		}
 		who := identity{Name: name, UID: key, SID: rand.Text()}
@@ -345,6 +358,12 @@ func handlePost(d deps) http.Handler {
 		}
 		if err != nil {
 			fail(errorStatus(err))
+			return
+		}
+		if until, muted, err := d.restricted(r.Context(), who.UID, d.sessions.proxies.clientIP(r), "mute", "ban"); err != nil {
+			d.log.Warn("mute check failed; posting anyway", "err", err)
+		} else if muted {
+			fail(http.StatusForbidden, restrictionSentence("message not sent: you are muted", until))
 			return
 		}
 		wait, err := d.allow(r.Context(), "post:"+who.UID, d.limits.postsPerSec, d.limits.postBurst, time.Second)

@@ -539,8 +539,8 @@ func TestHandlerPageHasNoInlineCode(t *testing.T) {
 				}
 			}
 		}
-		if path == "/" && scripts != 3 {
-			t.Errorf("chat page has %d scripts, want 3 (static/theme.js, static/tabs.js, static/app.js)", scripts)
+		if path == "/" && scripts != 4 {
+			t.Errorf("chat page has %d scripts, want 4 (static/theme.js, static/tabs.js, static/app.js, static/moderation.js)", scripts)
 		}
 	}
 }

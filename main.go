@@ -105,6 +105,7 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 	proxies, _ := parseProxies(cfg.trustedProxies)  // validated in parseConfig
 	metricsFrom, _ := parseProxies(cfg.metricsFrom) // likewise
 	slots := newStreamSlots(rc.client, cfg.perSession, cfg.streamsPerAddr, log)
+	admins, _ := parseAdmins(cfg.admins) // validated in parseConfig
 	md := markup.New()
 	pages, err := parsePages(md)
 	if err != nil {
@@ -194,6 +195,7 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 			slowModes:  newSlowModes(rc.client, cfg.slowMode, log),
 			firstSeens: &firstSeen{rc.client},
 		},
+		mod: moderationConfig{admins: admins, editWindow: cfg.editWindow, perMin: cfg.rateMod},
 		stream: streamConfig{
 			retry:        2 * time.Second,
 			pooled:       cfg.streamMode == "pooled",

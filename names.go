@@ -42,8 +42,7 @@ type nameGuard struct {
 
 const (
 	deviceCookie     = "chat_device"
-	deviceNamesMax   = 8    // names one known-device cookie remembers
-	nameSessionsMax  = 1000 // sessions remembered per name, newest kept, to end at reservation
+	deviceNamesMax   = 8 // names one known-device cookie remembers
 	failureWindow    = time.Hour
 	maxNameRecursion = 3
 )
@@ -54,7 +53,6 @@ const (
 // open). Each is its own key, so the index works on a cluster too.
 func skeletonKey(kind, skel string) string { return "chat:skel:" + kind + ":" + skel }
 func failuresKey(key string) string        { return "chat:password-failures:" + key }
-func nameSessionsKey(key string) string    { return "chat:name-sessions:" + key }
 
 // claimScript sets a look-alike claim to ARGV[1] ("uid\ndisplay") unless
 // another uid holds it, and returns the holder ("" when it is now ours).
@@ -191,7 +189,7 @@ func (d deps) admit(r *http.Request, who identity, password, ip string) (admissi
 	}
 	// Remembered before the reservation is read: a reservation made after
 	// this read finds the session and ends it; one made before is seen.
-	if err := d.rememberSession(ctx, who); err != nil {
+	if err := d.rememberSession(ctx, who, ip); err != nil {
 		d.log.Warn("login: session not remembered", "err", err)
 		return admission{}, unavailableRefusal()
 	}
@@ -398,30 +396,13 @@ func (d deps) claimNames(ctx context.Context, who identity, kind string, ttl tim
 	return taken
 }
 
-// rememberSession adds who's session to the sessions of its name (newest
-// nameSessionsMax, for as long as a session lasts).
-func (d deps) rememberSession(ctx context.Context, who identity) error {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	now := time.Now()
-	key := nameSessionsKey(who.UID)
-	maxAge := d.sessions.maxAge
-	pipe := d.rdb.TxPipeline()
-	pipe.ZAdd(ctx, key, redis.Z{Score: float64(now.UnixMilli()), Member: who.SID})
-	pipe.ZRemRangeByScore(ctx, key, "-inf", fmt.Sprint(now.Add(-maxAge).UnixMilli()))
-	pipe.ZRemRangeByRank(ctx, key, 0, -nameSessionsMax-1)
-	pipe.PExpire(ctx, key, maxAge)
-	_, err := pipe.Exec(ctx)
-	return err
-}
-
 // endOtherSessions ends, on every instance, every remembered session of
 // who's name except who's own: its cookie stops working and its streams
 // close, as at a logout.
 func (d deps) endOtherSessions(ctx context.Context, who identity) error {
 	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	sids, err := d.rdb.ZRange(rctx, nameSessionsKey(who.UID), 0, -1).Result()
+	sids, err := d.rdb.ZRange(rctx, sessionsKey("u", who.UID), 0, -1).Result()
 	if err != nil {
 		return err
 	}
@@ -436,7 +417,7 @@ func (d deps) endOtherSessions(ctx context.Context, who identity) error {
 		d.log.Info("earlier sessions of a newly reserved name ended", "name", who.Name, "sessions", len(sids))
 	}
 	if rctx.Err() == nil {
-		d.rdb.ZRem(rctx, nameSessionsKey(who.UID), sids)
+		d.rdb.ZRem(rctx, sessionsKey("u", who.UID), sids)
 	}
 	return errors.Join(errs...)
 }

@@ -107,6 +107,10 @@ type roomPage struct {
 	HistoryURL, SearchURL string
 	OlderURL, NewerURL    string
 	Before                string // set: a history view
+	// Moderation controls (moderation.js): an admin's, and an author's
+	// window to delete or edit their messages, in seconds.
+	Admin      bool
+	EditWindow int
 }
 
 // joinRoom joins uid to room (rate-limited per user when it is new to
@@ -191,7 +195,8 @@ func (d deps) renderRoom(w http.ResponseWriter, r *http.Request, who identity, r
 	p := roomPage{User: who.Name, UID: who.UID, Room: room, MaxLen: d.maxMessage, SendError: sendErr, Draft: draft,
 		PostURL: roomURL(room, "post"), TypingURL: roomURL(room, "typing"),
 		LeaveURL: roomURL(room, "leave"), JoinURL: roomURL(room, "join"),
-		HistoryURL: "/r/" + room + "/history", SearchURL: "/r/" + room + "/search"}
+		HistoryURL: "/r/" + room + "/history", SearchURL: "/r/" + room + "/search",
+		Admin: d.mod.admins[who.UID], EditWindow: int(d.mod.editWindow.Seconds())}
 	degrade := func(what string, err error) {
 		d.log.Warn("chat page without "+what, "room", room, "err", err)
 		p.Degraded = true

@@ -51,6 +51,9 @@ func handleStream(d deps) http.Handler {
 			httpError(w, http.StatusUnauthorized, "you are not logged in: open / to log in")
 			return
 		}
+		if d.checkBanned(w, r, who.UID, d.sessions.proxies.clientIP(r)) {
+			return // 403: the page shows the sentence and stops
+		}
 		if r.Method == http.MethodHead { // headers only: no subscription, no body
 			sseHeaders(w.Header())
 			w.WriteHeader(http.StatusOK)

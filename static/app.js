@@ -433,8 +433,18 @@
       backoff = 1000;
       setStatus("connected", "connected");
     };
-    const types = ["message", "presence", "join", "leave", "typing", "status", "notice", "disconnect"];
+    const types = ["message", "presence", "join", "leave", "typing", "status", "notice", "disconnect", "delete", "edit"];
     for (const type of types) source.addEventListener(type, record);
+    // Moderation (moderation.js): a message deleted or edited; an edit's
+    // text is made here, by the one policy, from the server's HTML.
+    source.addEventListener("delete", (e) => {
+      const d = JSON.parse(e.data);
+      if (window.ChatModeration && d.room === room) window.ChatModeration.deleted(d);
+    });
+    source.addEventListener("edit", (e) => {
+      const d = JSON.parse(e.data);
+      if (window.ChatModeration && d.room === room) window.ChatModeration.edited(d, messageText(d));
+    });
     source.addEventListener("message", onMessage);
     source.addEventListener("presence", (e) => setPresence(JSON.parse(e.data)));
     source.addEventListener("join", (e) => memberChange("join", JSON.parse(e.data)));
@@ -449,7 +459,14 @@
     });
     source.addEventListener("notice", onNotice);
     source.addEventListener("disconnect", (e) => {
-      if (JSON.parse(e.data).reason === "logged-out") {
+      const reason = JSON.parse(e.data).reason;
+      if (reason === "banned" || reason === "kicked") {
+        source.close(); // ended by a moderator: say so, and do not reconnect
+        clearTimeout(retryTimer);
+        setStatus("refused", reason === "banned" ? "Disconnected: you have been banned from this chat." : "Disconnected: a moderator ended your session. Reload to log in again.");
+        return;
+      }
+      if (reason === "logged-out") {
         source.close(); // logged out here or in another window
         location.assign("/login");
         return;
@@ -481,6 +498,10 @@
         }
         if (r.ok) {
           ask.abort(); // open now: only the answer was wanted
+        } else if (r.status === 403) {
+          // Banned: show why, and stop asking.
+          setStatus("refused", "Not connected: " + ((await r.text()).trim() || "refused") + ".");
+          return;
         } else {
           const why = (await r.text()).trim();
           setStatus("refused", "Not connected: " + (why || "the server answered " + r.status) + " (retrying)");
@@ -765,6 +786,13 @@
     user.className = "user";
     user.textContent = m.user;
     meta.append(time, " ", user);
+    if (m.edited) {
+      const ed = document.createElement("span");
+      ed.className = "edited";
+      ed.title = "edited " + m.edited;
+      ed.textContent = "(edited)";
+      meta.append(" ", ed);
+    }
     li.append(meta, messageText(m));
     markMention(li);
     return li;

@@ -20,7 +20,7 @@
 
   const LOCK = "chat-stream";
   const CHANNEL = "chat-stream";
-  const TYPES = ["message", "presence", "join", "leave", "typing", "status", "notice", "disconnect"];
+  const TYPES = ["message", "presence", "join", "leave", "typing", "status", "notice", "disconnect", "delete", "edit"];
   const DEFAULT_ROOM = "chat"; // its position entry is written bare
   const RECENT = 200; // message events a leader keeps for a tab that arrives
   const TAKEOVER_DELAY_MS = 100; // lets the old leader's last relays arrive first

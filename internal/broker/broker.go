@@ -138,6 +138,7 @@ func Channel(room string) string { return channel(room) }
 const (
 	probePrefix    = "probe:"
 	logoutPrefix   = "logout:"
+	endPrefix      = "end:" // "end:<reason>:<sid>": a session ended by a moderator
 	presencePrefix = "presence"
 	typingPrefix   = "typing"
 )

@@ -62,7 +62,7 @@ func (r *recorder) SetDegraded(d bool) {
 	r.signal()
 }
 
-func (r *recorder) EndSession(string) {}
+func (r *recorder) EndSession(string, string) {}
 
 func (r *recorder) Signal(s chat.Signal) {
 	r.mu.Lock()

@@ -59,10 +59,17 @@ func (b *Broker) skipMalformed(room, where string, err error) {
 func (b *Broker) Recent(ctx context.Context, room string, n int64) ([]chat.Message, chat.ID, error) {
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.OpTimeout)
 	defer cancel()
-	xs, err := b.rdb.XRevRangeN(ctx, historyKey(room), "+", "-", max(n, 1)).Result()
+	var rng *redis.XMessageSliceCmd
+	var edits *redis.IntCmd
+	_, err := b.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		rng = p.XRevRangeN(ctx, historyKey(room), "+", "-", max(n, 1))
+		edits = p.HLen(ctx, editsKey(room))
+		return nil
+	})
 	if err != nil {
 		return nil, chat.ID{}, fmt.Errorf("read recent messages: %w: %w", ErrUnavailable, err)
 	}
+	xs := rng.Val()
 	var pos chat.ID
 	if len(xs) > 0 {
 		if e, ok := readEntry(xs[0]); ok {
@@ -84,6 +91,12 @@ func (b *Broker) Recent(ctx context.Context, room string, n int64) ([]chat.Messa
 			continue
 		}
 		out = append(out, m)
+	}
+	// Pages show messages as they are now: moderation entries left out,
+	// edits applied (deleted messages are gone from the history).
+	out, err = b.applyEdits(ctx, room, out, edits.Val() > 0)
+	if err != nil {
+		return nil, chat.ID{}, err
 	}
 	return out, pos, nil
 }

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"chatroom/internal/chat"
 )
 
@@ -29,10 +31,17 @@ func (b *Broker) Before(ctx context.Context, room string, before chat.ID, n int6
 	if !before.IsZero() {
 		end = "(" + before.String()
 	}
-	xs, err := b.rdb.XRevRangeN(ctx, historyKey(room), end, "-", max(n, 0)+1).Result()
+	var rng *redis.XMessageSliceCmd
+	var edits *redis.IntCmd
+	_, err := b.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		rng = p.XRevRangeN(ctx, historyKey(room), end, "-", max(n, 0)+1)
+		edits = p.HLen(ctx, editsKey(room))
+		return nil
+	})
 	if err != nil {
 		return Page{}, fmt.Errorf("read older messages: %w: %w", ErrUnavailable, err)
 	}
+	xs := rng.Val()
 	var p Page
 	if int64(len(xs)) > n {
 		p.More = true
@@ -47,6 +56,10 @@ func (b *Broker) Before(ctx context.Context, room string, before chat.ID, n int6
 			continue
 		}
 		p.Messages = append(p.Messages, m)
+	}
+	// Messages as they are now: moderation entries left out, edits applied.
+	if p.Messages, err = b.applyEdits(ctx, room, p.Messages, edits.Val() > 0); err != nil {
+		return Page{}, err
 	}
 	if len(es) > 0 {
 		p.Oldest = es[len(es)-1].id

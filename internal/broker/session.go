@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"chatroom/internal/chat"
 )
 
@@ -19,6 +21,49 @@ func (b *Broker) EndSession(ctx context.Context, sid string, ttl time.Duration) 
 	}
 	if err := b.publishRaw(ctx, controlChannel, logoutPrefix+sid); err != nil {
 		return fmt.Errorf("announce logout: %w", err)
+	}
+	return nil
+}
+
+// Reasons a session ends other than its own logout, as EndSessions and
+// Sink.EndSession name them (the stream's disconnect event says which).
+const (
+	EndLoggedOut = "logged-out"
+	EndBanned    = "banned"
+	EndKicked    = "kicked"
+)
+
+// EndSessions ends the sessions sids as a logout does (remembered until
+// their cookies would have expired; every instance closes their streams),
+// for reason, which the streams' disconnect event names.
+func (b *Broker) EndSessions(ctx context.Context, sids []string, ttl time.Duration, reason string) error {
+	if len(sids) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, b.cfg.OpTimeout)
+	defer cancel()
+	_, err := b.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, sid := range sids {
+			p.Set(ctx, loggedOutKey(sid), 1, ttl)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("record session ends: %w", err)
+	}
+	_, err = b.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, sid := range sids {
+			payload := endPrefix + reason + ":" + sid
+			if b.cfg.Sharded {
+				p.SPublish(ctx, controlChannel, payload)
+			} else {
+				p.Publish(ctx, controlChannel, payload)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("announce session ends: %w", err)
 	}
 	return nil
 }

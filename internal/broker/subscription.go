@@ -22,8 +22,9 @@ type Sink interface {
 	Deliver(m chat.Message)
 	// SetDegraded reports whether delivery through Redis is broken.
 	SetDegraded(degraded bool)
-	// EndSession: the session sid logged out, on some instance.
-	EndSession(sid string)
+	// EndSession: the session sid ended, on some instance, for reason
+	// (EndLoggedOut, EndBanned, EndKicked).
+	EndSession(sid, reason string)
 	// Signal hands over a presence or typing signal of a room (validated).
 	Signal(s chat.Signal)
 }
@@ -326,7 +327,9 @@ func (s *subscription) handle(ctx context.Context, c *subConn, msg any) bool {
 			}
 		case m.Channel == controlChannel:
 			if sid, ok := strings.CutPrefix(m.Payload, logoutPrefix); ok {
-				sink.EndSession(sid)
+				sink.EndSession(sid, EndLoggedOut)
+			} else if reason, sid, ok := cutEnd(m.Payload); ok {
+				sink.EndSession(sid, reason)
 			} else {
 				b.skipMalformed(controlChannel, "control channel", fmt.Errorf("%w: %q", chat.ErrMalformed, clip(m.Payload, 80)))
 			}
@@ -430,6 +433,19 @@ func (b *Broker) fill(ctx context.Context, sink Sink, room string) bool {
 		b.log.Info("gap filled from history", "room", room, "messages", filled)
 	}
 	return true
+}
+
+// cutEnd reads a control payload "end:<reason>:<sid>" of a known reason.
+func cutEnd(p string) (reason, sid string, ok bool) {
+	rest, ok := strings.CutPrefix(p, endPrefix)
+	if !ok {
+		return "", "", false
+	}
+	reason, sid, ok = strings.Cut(rest, ":")
+	if !ok || sid == "" || (reason != EndBanned && reason != EndKicked && reason != EndLoggedOut) {
+		return "", "", false
+	}
+	return reason, sid, true
 }
 
 // parsePayload splits a published payload "<id> <seq> <body>".

@@ -24,15 +24,36 @@ type Message struct {
 	UID  string    `json:"uid"`           // canonical name: equal for names that look alike
 	Text string    `json:"text"`
 	Time time.Time `json:"time"`
+	// Edited is when the text was last edited (nil: never); set by history
+	// reads from the room's edits, and on edit entries.
+	Edited *time.Time `json:"edited,omitempty"`
+	// Op marks a moderation entry of the history, not a message: OpDelete
+	// or OpEdit of the message Target (by User); an edit's new text is Text.
+	Op     string `json:"-"`
+	Target string `json:"-"`
 }
+
+// Moderation entries: stored in a room's history like messages (same
+// sequence, same channel), so they reach every instance and every resume
+// in order.
+const (
+	OpDelete = "delete"
+	OpEdit   = "edit"
+)
 
 // body is the stored form: what the publisher knows before Redis assigns
 // the ID and the sequence number.
 type body struct {
 	User string    `json:"user"`
 	UID  string    `json:"uid"`
-	Text string    `json:"text"`
+	Text string    `json:"text,omitempty"`
 	Time time.Time `json:"time"`
+	// A moderation entry: its op, the message it acts on and, for an
+	// edit, the new text (in its own field, so a version that does not
+	// know moderation entries finds no text and skips them).
+	Op     string `json:"op,omitempty"`
+	Target string `json:"target,omitempty"`
+	New    string `json:"new,omitempty"`
 }
 
 // Limits on what a stored body may hold. They are above anything the server
@@ -45,11 +66,18 @@ const (
 
 // Body returns the message's stored form, JSON without ID, room and sequence.
 func (m Message) Body() ([]byte, error) {
-	b, err := json.Marshal(body{User: m.User, UID: m.UID, Text: m.Text, Time: m.Time})
+	b := body{User: m.User, UID: m.UID, Text: m.Text, Time: m.Time}
+	if m.Op != "" {
+		b = body{User: m.User, UID: m.UID, Time: m.Time, Op: m.Op, Target: m.Target}
+		if m.Op == OpEdit {
+			b.New = m.Text
+		}
+	}
+	raw, err := json.Marshal(b)
 	if err != nil {
 		return nil, fmt.Errorf("encode message: %w", err)
 	}
-	return b, nil
+	return raw, nil
 }
 
 // ErrMalformed marks a stored or published message that does not hold a
@@ -71,6 +99,9 @@ func DecodeStored(room string, id ID, seq uint64, raw []byte) (Message, error) {
 	if err := json.Unmarshal(raw, &b); err != nil {
 		return Message{}, fmt.Errorf("%w %s: %v", ErrMalformed, id, err)
 	}
+	if b.Op != "" {
+		return decodeOp(room, id, seq, b)
+	}
 	switch {
 	case b.User == "" || b.UID == "" || len(b.User) > maxStoredName || len(b.UID) > maxStoredName:
 		return Message{}, fmt.Errorf("%w %s: no valid sender", ErrMalformed, id)
@@ -83,6 +114,31 @@ func DecodeStored(room string, id ID, seq uint64, raw []byte) (Message, error) {
 		return Message{}, fmt.Errorf("%w %s: not UTF-8", ErrMalformed, id)
 	}
 	return Message{ID: id.String(), Room: room, Seq: seq, User: b.User, UID: b.UID, Text: b.Text, Time: b.Time}, nil
+}
+
+// decodeOp validates a moderation entry: a known op, a target that is a
+// message ID older than the entry, an actor, and for an edit a text.
+func decodeOp(room string, id ID, seq uint64, b body) (Message, error) {
+	target, err := ParseID(b.Target)
+	switch {
+	case b.Op != OpDelete && b.Op != OpEdit:
+		return Message{}, fmt.Errorf("%w %s: unknown op %q", ErrMalformed, id, clip(b.Op, 20))
+	case err != nil || target.IsZero() || !id.After(target):
+		return Message{}, fmt.Errorf("%w %s: bad target %q", ErrMalformed, id, clip(b.Target, 40))
+	case b.User == "" || b.UID == "" || len(b.User) > maxStoredName || len(b.UID) > maxStoredName:
+		return Message{}, fmt.Errorf("%w %s: no valid actor", ErrMalformed, id)
+	case b.Time.IsZero():
+		return Message{}, fmt.Errorf("%w %s: no time", ErrMalformed, id)
+	case b.Op == OpEdit && (b.New == "" || !utf8.ValidString(b.New)):
+		return Message{}, fmt.Errorf("%w %s: edit without text", ErrMalformed, id)
+	}
+	m := Message{ID: id.String(), Room: room, Seq: seq, User: b.User, UID: b.UID, Time: b.Time, Op: b.Op, Target: target.String()}
+	if b.Op == OpEdit {
+		m.Text = b.New
+		t := b.Time
+		m.Edited = &t
+	}
+	return m, nil
 }
 
 // InputError is a problem with what a client sent: it carries the HTTP

@@ -284,12 +284,16 @@ func (h *Hub) SetDegraded(degraded bool) {
 }
 
 // EndSession closes the streams of session with ReasonLoggedOut.
-func (h *Hub) EndSession(session string) {
+func (h *Hub) EndSession(session string) { h.EndSessionFor(session, ReasonLoggedOut) }
+
+// EndSessionFor closes the streams of session with reason (told to the
+// client when reason.Told()).
+func (h *Hub) EndSessionFor(session string, reason Reason) {
 	h.mu.RLock()
 	subs := slices.Clone(h.reg.sessions[session])
 	h.mu.RUnlock()
 	for _, s := range subs {
-		s.close(ReasonLoggedOut)
+		s.close(reason)
 	}
 }
 

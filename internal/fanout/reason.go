@@ -11,6 +11,8 @@ const (
 	ReasonStalled                  // it had bytes pending and none was written for WriteTimeout
 	ReasonShutdown                 // the server is shutting down
 	ReasonLoggedOut                // its session logged out
+	ReasonBanned                   // a moderator banned its user or address
+	ReasonKicked                   // a moderator ended its user's sessions
 	numReasons
 )
 
@@ -27,6 +29,10 @@ func (r Reason) String() string {
 		return "shutdown"
 	case ReasonLoggedOut:
 		return "logged-out"
+	case ReasonBanned:
+		return "banned"
+	case ReasonKicked:
+		return "kicked"
 	}
 	return "none"
 }
@@ -38,5 +44,5 @@ func (r Reason) MarshalText() ([]byte, error) { return []byte(r.String()), nil }
 // (Config.Disconnect), where its socket takes it without blocking anyone:
 // these are the reasons a client should act on.
 func (r Reason) Told() bool {
-	return r == ReasonSlow || r == ReasonShutdown || r == ReasonLoggedOut
+	return r == ReasonSlow || r == ReasonShutdown || r == ReasonLoggedOut || r == ReasonBanned || r == ReasonKicked
 }
