@@ -77,6 +77,11 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 		return err
 	}
 	proxies, _ := parseProxies(cfg.trustedProxies) // validated in parseConfig
+	public, _ := parsePublicURLs(cfg.publicURL)    // validated in parseConfig
+	secureCookies := cfg.secureCookies || public.https()
+	if len(public) > 0 {
+		log.Info("public url", "origins", public.String(), "secure_cookies", secureCookies)
+	}
 	pages, err := parsePages()
 	if err != nil {
 		return fmt.Errorf("templates: %w", err)
@@ -116,7 +121,7 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 	handler := newServer(deps{
 		log:         log,
 		pages:       pages,
-		sessions:    newSessionStore(secrets, cfg.sessionMaxAge, cfg.secureCookies, proxies),
+		sessions:    newSessionStore(secrets, cfg.sessionMaxAge, secureCookies, proxies),
 		broker:      b,
 		hub:         h,
 		rdb:         rc.client,
@@ -129,6 +134,7 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 		presence:    pres,
 		online:      newOnlineReads(pres, 3*time.Second),
 		static:      static,
+		origins:     public,
 		stream: streamConfig{
 			retry:        2 * time.Second,
 			pooled:       cfg.streamMode == "pooled",
