@@ -46,6 +46,8 @@ func TestProxyNoBuffering(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			_, _, ng := proxyPair(t, rs, nginxOptions{httpExtra: tc.extra}, "-heartbeat", "1m", "-rate-posts", "0")
 			alice := login(t, ng.URL, "alice")
+			// A buffering proxy holds back even the response headers.
+			alice.hc.Transport = &http.Transport{ResponseHeaderTimeout: 10 * time.Second}
 			s := alice.openStream("", "")
 			for i := range 10 {
 				text := fmt.Sprintf("%s unbuffered %d", tc.name, i)
