@@ -80,11 +80,31 @@ func nginxSite(t testing.TB, upstreams []string, port int) string {
 // stopped at cleanup.
 func startNginx(t testing.TB, upstreams []string, opts nginxOptions) *testNginx {
 	t.Helper()
-	return startNginxPort(t, upstreams, opts, freePort(t))
+	for attempt := 1; ; attempt++ {
+		n, err := launchNginx(t, upstreams, opts, freePort(t))
+		if err == nil {
+			return n
+		}
+		if !errors.Is(err, errPortTaken) || attempt == 3 {
+			t.Fatal(err)
+		}
+	}
 }
 
 // startNginxPort is startNginx on 127.0.0.1:port (which must be free).
 func startNginxPort(t testing.TB, upstreams []string, opts nginxOptions, port int) *testNginx {
+	t.Helper()
+	n, err := launchNginx(t, upstreams, opts, port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// errPortTaken: another process bound the port between freePort and nginx.
+var errPortTaken = errors.New("port taken")
+
+func launchNginx(t testing.TB, upstreams []string, opts nginxOptions, port int) (*testNginx, error) {
 	t.Helper()
 	if _, err := os.Stat(nginxPath); err != nil {
 		t.Fatalf("nginx not found: run make deps (%v)", err)
@@ -144,6 +164,8 @@ http {
 	n.cmd = exec.Command(nginxPath, n.args("-g", "daemon off;")...)
 	out := &logBuffer{url: make(chan string, 1)}
 	n.cmd.Stdout, n.cmd.Stderr = out, out
+	// If the test binary dies, the master is told to stop (and stops its workers).
+	n.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	if err := n.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -159,22 +181,26 @@ http {
 		}
 	})
 	deadline := time.Now().Add(20 * time.Second)
+	probe := &http.Client{Timeout: 2 * time.Second}
 	for {
 		select {
 		case err := <-n.done:
 			n.done <- err
-			t.Fatalf("nginx exited: %v\n%s\n%s", err, out, n.errorLog())
+			if strings.Contains(n.errorLog()+out.String(), "Address already in use") {
+				return nil, fmt.Errorf("nginx on port %d: %w", port, errPortTaken)
+			}
+			return nil, fmt.Errorf("nginx exited: %v\n%s\n%s", err, out, n.errorLog())
 		default:
 		}
-		resp, err := http.Get(n.URL + "/healthz")
+		resp, err := probe.Get(n.URL + "/healthz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return n
+				return n, nil
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("nginx on %s not proxying /healthz within 20 s (last: %v)\n%s", n.URL, err, n.errorLog())
+			return nil, fmt.Errorf("nginx on %s not proxying /healthz within 20 s (last: %v)\n%s", n.URL, err, n.errorLog())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

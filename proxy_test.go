@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -360,9 +361,9 @@ func TestNginxReloadMovesStreams(t *testing.T) {
 	}
 }
 
+// atoiOr is s as a number, 0 if it is none.
 func atoiOr(s string) int {
-	var n int
-	fmt.Sscan(s, &n)
+	n, _ := strconv.Atoi(s)
 	return n
 }
 
