@@ -50,6 +50,7 @@ type config struct {
 	probeTimeout    time.Duration
 	shutdownTimeout time.Duration
 	logLevel        string
+	logFormat       string
 	roomLinger      time.Duration
 	roomTTL         time.Duration
 	maxRooms        int
@@ -57,6 +58,19 @@ type config struct {
 	rateTyping      int
 	presenceTTL     time.Duration
 	presenceGrace   time.Duration
+	version         bool   // print the version and exit
+	dataDir         string // the embedded Redis's; "off": keep nothing
+	saveInterval    time.Duration
+	streamsPerAddr  int
+	connsPerAddr    int
+	ratePostsAddr   int
+	ratePostsRoom   int
+	newNameAge      time.Duration
+	newNamePosts    int
+	slowMode        time.Duration
+	maxLines        int
+	sessionKeyFile  string
+	metricsFrom     string
 
 	// settings is every flag's effective value, secrets masked, for the
 	// one log line at start.
@@ -94,6 +108,7 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 		fs.BoolVar(p, flagName, def, usage+" (env "+envName+")")
 	}
 
+	fs.BoolVar(&c.version, "version", false, "print the version of this build and exit")
 	str(&c.addr, "addr", "ADDR", "localhost:5000", "listen address")
 	str(&c.redisURL, "redis", "REDIS_URL", "", "Redis URL: redis://, rediss:// (TLS), unix:///path.sock, redis+sentinel://host:port[,host:port]/master, redis+cluster://host:port[,host:port]; empty: an embedded in-memory Redis")
 	str(&c.sessionKeys, "session-keys", "SESSION_KEYS", "", "comma-separated session secrets (each at least 32 characters), newest first; the first signs, all verify. Empty: one generated and shared through Redis")
@@ -126,6 +141,7 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	dur(&c.probeTimeout, "probe-timeout", "PROBE_TIMEOUT", 3*time.Second, "a probe not back within this re-establishes the subscription")
 	dur(&c.shutdownTimeout, "shutdown-timeout", "SHUTDOWN_TIMEOUT", 8*time.Second, "longest graceful shutdown")
 	str(&c.logLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
+	str(&c.logFormat, "log-format", "LOG_FORMAT", "text", "text (key=value lines) or json (one JSON object per line)")
 	dur(&c.roomLinger, "room-linger", "ROOM_LINGER", 30*time.Second, "a room whose last local stream closed stays subscribed this long")
 	dur(&c.roomTTL, "room-ttl", "ROOM_TTL", 90*24*time.Hour, "a room (other than the default one) and its history are deleted this long after its last message (0: never)")
 	num(&c.maxRooms, "max-rooms", "MAX_ROOMS", 20, "rooms one user may have joined at once")
@@ -133,16 +149,41 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	num(&c.rateTyping, "rate-typing", "RATE_TYPING", 30, "typing signals per minute per user and room, burst 2 (0: no limit)")
 	dur(&c.presenceTTL, "presence-ttl", "PRESENCE_TTL", 40*time.Second, "an instance that stops refreshing its users' presence (it crashed) drops them from online lists after this, plus a quarter of it")
 	dur(&c.presenceGrace, "presence-grace", "PRESENCE_GRACE", 5*time.Second, "how long after a person's last stream closed they are shown as gone (a reload or reconnect within it shows nothing)")
+	num(&c.streamsPerAddr, "streams-per-addr", "STREAMS_PER_ADDR", 100, "open streams per client address (IPv6: per /64), all instances together (0: no limit)")
+	num(&c.connsPerAddr, "conns-per-addr", "CONNS_PER_ADDR", 256, "open connections per peer address to this instance, idle ones included; trusted proxies are exempt (0: no limit)")
+	num(&c.ratePostsAddr, "rate-posts-addr", "RATE_POSTS_ADDR", 10, "messages per second per client address (IPv6: per /64), burst twice that, all instances together (0: no limit)")
+	num(&c.ratePostsRoom, "rate-posts-room", "RATE_POSTS_ROOM", 30, "messages per second per room, burst twice that, all instances together (0: no limit)")
+	dur(&c.newNameAge, "new-name-age", "NEW_NAME_AGE", 10*time.Minute, "a name that first posted less than this ago is new, limited by -new-name-posts (0: no such limit)")
+	num(&c.newNamePosts, "new-name-posts", "NEW_NAME_POSTS", 20, "messages per minute a new name may post, burst 10 (0: no such limit)")
+	dur(&c.slowMode, "slow-mode", "SLOW_MODE", 0, "default slow mode: the least time between two messages of one user in a room; a room's own setting (Redis key chat:slowmode:<room>, seconds) wins (0: off)")
+	num(&c.maxLines, "max-lines", "MAX_LINES", 40, "most lines in one message (beyond: 400)")
+	str(&c.sessionKeyFile, "session-key-file", "SESSION_KEY_FILE", "", "file of session secrets, one per line, newest first (instead of -session-keys); created with one random secret (mode 0600) when missing; refused when others may read it")
+	str(&c.metricsFrom, "metrics-from", "METRICS_FROM", "", "comma-separated IPs or CIDRs whose direct requests may read GET /metrics (counters as JSON); empty: /metrics is 404")
 
-	fs.Usage = func() {
+	str(&c.dataDir, "data-dir", "DATA_DIR", "", "where the embedded Redis (no REDIS_URL) keeps its data across restarts; empty: $XDG_DATA_HOME/chatroom or ~/.local/share/chatroom; off: keep nothing")
+	dur(&c.saveInterval, "save-interval", "SAVE_INTERVAL", 5*time.Second, "how often the embedded Redis saves to -data-dir (and at shutdown): what a crash can lose")
+
+	usage := func() {
+		fs.SetOutput(out)
 		fmt.Fprintf(out, "Usage: %s [flags]\n\nA real-time chat room: go run . and open the URL it prints.\nEvery flag falls back to the environment variable named with it.\n\n", name)
 		fs.PrintDefaults()
 	}
+	// A bad flag is one line (returned, printed by main), not the error
+	// and the whole usage: only -h prints that.
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 	if err := fs.Parse(args); err != nil {
-		return c, err
+		if errors.Is(err, flag.ErrHelp) {
+			usage()
+			return c, err
+		}
+		return c, fmt.Errorf("%v (see -h)", err)
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected argument %q (see -h)", fs.Arg(0))
+	}
+	if c.version {
+		return c, nil
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -157,8 +198,18 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 			}
 		}
 	})
-	if err := errors.Join(errs...); err != nil {
+	if err := oneLine(errs); err != nil {
 		return c, err
+	}
+	if c.redisURL != "" && c.dataDir != "" && c.dataDir != "off" {
+		return c, errors.New("-data-dir (DATA_DIR) applies only to the embedded Redis, and REDIS_URL is set: the data lives in that Redis")
+	}
+	if c.dataDir == "" && c.redisURL == "" {
+		c.dataDir = defaultDataDir(getenv)
+		fs.Set("data-dir", c.dataDir)
+	}
+	if c.dataDir == "off" {
+		c.dataDir = ""
 	}
 	fs.VisitAll(func(f *flag.Flag) {
 		v := f.Value.String()
@@ -184,26 +235,74 @@ func (c config) validate() error {
 	check(c.pageHistory >= 0, "-page-history must not be negative")
 	check(c.maxMessage >= 1, "-max-message must be at least 1")
 	check(c.streamBuffer >= 2, "-stream-buffer must be at least 2")
-	check(c.maxStreams >= 0 && c.maxStreams <= maxStreamsLimit && c.perSession >= 0, "stream limits must be between 0 and %d", maxStreamsLimit)
+	check(c.maxStreams >= 0 && c.maxStreams <= maxStreamsLimit, "-max-streams must be between 0 and %d", maxStreamsLimit)
+	check(c.perSession >= 0, "-streams-per-session must not be negative")
 	check(c.streamBytes >= 4096, "-stream-buffer-bytes must be at least 4096")
-	check(c.replayMax >= 1 && c.replayMaxBytes >= 1, "-replay-max and -replay-max-bytes must be at least 1")
+	check(c.replayMax >= 1, "-replay-max must be at least 1")
+	check(c.replayMaxBytes >= 1, "-replay-max-bytes must be at least 1")
 	check(c.streamMode == "pooled" || c.streamMode == "goroutine", "-stream-mode must be pooled or goroutine")
-	check(c.heartbeat > 0 && c.writeTimeout > 0 && c.probeInterval > 0 && c.probeTimeout > 0, "durations must be positive")
+	check(c.logFormat == "text" || c.logFormat == "json", "-log-format must be text or json")
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"-heartbeat", c.heartbeat}, {"-write-timeout", c.writeTimeout}, {"-probe-interval", c.probeInterval},
+		{"-probe-timeout", c.probeTimeout}, {"-session-max-age", c.sessionMaxAge}, {"-shutdown-timeout", c.shutdownTimeout},
+		{"-redis-wait-timeout", c.waitTimeout}} {
+		check(d.v > 0, "%s must be positive", d.name)
+	}
+	check(c.probeTimeout >= c.probeInterval, "-probe-timeout (%v) must not be shorter than -probe-interval (%v): every probe would be given up before the next", c.probeTimeout, c.probeInterval)
 	check((c.tlsCert == "") == (c.tlsKey == ""), "-tls-cert and -tls-key go together")
 	check(c.roomTTL == 0 || c.roomTTL >= time.Minute, "-room-ttl must be 0 (never) or at least 1m")
 	check(c.roomLinger >= 0, "-room-linger must not be negative")
 	check(c.presenceGrace > 0, "-presence-grace must be positive (a reload must not show as leave + join)")
 	check(c.presenceTTL >= time.Second && c.presenceTTL <= 45*time.Second, "-presence-ttl must be between 1s and 45s (a crashed instance's users must leave within a minute)")
 	check(c.maxRooms >= 1 && c.maxRooms <= chat.MaxPositionRooms, "-max-rooms must be between 1 and %d", chat.MaxPositionRooms)
-	check(c.rateJoins >= 0 && c.rateTyping >= 0, "rate limits must not be negative")
-	for _, k := range c.secrets() {
-		check(len(k) >= 32, "each session key must be at least 32 characters")
+	for _, r := range []struct {
+		name string
+		v    int
+	}{{"-rate-posts", c.ratePosts}, {"-rate-burst", c.rateBurst}, {"-rate-logins", c.rateLogins},
+		{"-rate-passwords", c.ratePasswords}, {"-rate-joins", c.rateJoins}, {"-rate-typing", c.rateTyping},
+		{"-rate-posts-addr", c.ratePostsAddr}, {"-rate-posts-room", c.ratePostsRoom}, {"-new-name-posts", c.newNamePosts},
+		{"-streams-per-addr", c.streamsPerAddr}, {"-conns-per-addr", c.connsPerAddr},
+		{"-redis-wait-replicas", c.waitReplicas}} {
+		check(r.v >= 0, "%s must not be negative", r.name)
 	}
-	_, err := parseProxies(c.trustedProxies)
+	check(c.saveInterval >= 100*time.Millisecond, "-save-interval must be at least 100ms")
+	check(c.newNameAge >= 0, "-new-name-age must not be negative")
+	check(c.slowMode >= 0 && c.slowMode <= maxSlowMode && c.slowMode%time.Second == 0, "-slow-mode must be whole seconds between 0 and %v", maxSlowMode)
+	check(c.maxLines >= 1, "-max-lines must be at least 1")
+	check(c.sessionKeyFile == "" || c.sessionKeys == "", "-session-keys and -session-key-file exclude each other")
+	_, err := parseProxies(c.metricsFrom)
+	check(err == nil, "-metrics-from: %v", err)
+	for _, k := range c.secrets() {
+		check(len(k) >= 32, "-session-keys: each key must be at least 32 characters (one has %d)", len(k))
+	}
+	_, err = parseProxies(c.trustedProxies)
 	check(err == nil, "-trusted-proxies: %v", err)
 	_, err = parsePublicURLs(c.publicURL)
 	check(err == nil, "-public-url (PUBLIC_URL): %v", err)
-	return errors.Join(errs...)
+	if c.redisURL != "" {
+		client, _, _, err := newRedisClient(c.redisURL)
+		check(err == nil, "-redis (REDIS_URL) %s: %v", redactURL(c.redisURL), err)
+		if err == nil {
+			client.Close() // nothing dialled yet: only the URL was checked
+		}
+	} else {
+		check(c.waitReplicas == 0, "-redis-wait-replicas needs a Redis with replicas (REDIS_URL); the embedded one has none")
+	}
+	return oneLine(errs)
+}
+
+// oneLine joins errs into one error of one line, or nil.
+func oneLine(errs []error) error {
+	if len(errs) == 0 {
+		return nil
+	}
+	msgs := make([]string, len(errs))
+	for i, e := range errs {
+		msgs[i] = e.Error()
+	}
+	return errors.New(strings.Join(msgs, "; "))
 }
 
 func (c config) secrets() []string {

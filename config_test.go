@@ -8,8 +8,10 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"reflect"
 	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -34,6 +36,9 @@ func TestConfigHelp(t *testing.T) {
 			}
 			envs := map[string]string{}
 			for name, f := range flags {
+				if name == "version" { // an action, not a setting
+					continue
+				}
 				if f.env == "" {
 					t.Errorf("-%s names no environment variable: %q", name, f.usage)
 					continue
@@ -203,7 +208,8 @@ func TestConfigEnvEndToEnd(t *testing.T) {
 }
 
 // TestConfigInvalid checks that bad settings stop the program before it
-// starts, with an error that names the setting.
+// starts: the real binary exits with status 1 and one line on stderr that
+// names the setting.
 func TestConfigInvalid(t *testing.T) {
 	tests := []struct {
 		name string
@@ -220,36 +226,95 @@ func TestConfigInvalid(t *testing.T) {
 		{"unknown stream mode", []string{"-stream-mode", "threads"}, nil, "-stream-mode must be pooled or goroutine"},
 		{"env unknown stream mode", nil, map[string]string{"STREAM_MODE": "threads"}, "-stream-mode must be pooled or goroutine"},
 		{"duration without unit", []string{"-heartbeat", "15"}, nil, `invalid value "15" for flag -heartbeat`},
-		{"zero duration", []string{"-heartbeat", "0s"}, nil, "durations must be positive"},
-		{"negative limit", []string{"-max-streams", "-1"}, nil, "stream limits must be between 0 and"},
-		{"short session key", []string{"-session-keys", "short"}, nil, "each session key must be at least 32 characters"},
-		{"env short session key", nil, map[string]string{"SESSION_KEYS": "0123456789abcdef0123456789abcdef, short"}, "each session key must be at least 32 characters"},
+		{"env bad duration", nil, map[string]string{"WRITE_TIMEOUT": "soon"}, `environment WRITE_TIMEOUT="soon"`},
+		{"zero duration", []string{"-heartbeat", "0s"}, nil, "-heartbeat must be positive"},
+		{"probe timeout shorter than its interval", []string{"-probe-interval", "5s", "-probe-timeout", "1s"}, nil, "-probe-timeout (1s) must not be shorter than -probe-interval (5s)"},
+		{"negative limit", []string{"-max-streams", "-1"}, nil, "-max-streams must be between 0 and"},
+		{"negative rate", []string{"-rate-posts", "-1"}, nil, "-rate-posts must not be negative"},
+		{"short session key", []string{"-session-keys", "short"}, nil, "-session-keys: each key must be at least 32 characters"},
+		{"env short session key", nil, map[string]string{"SESSION_KEYS": "0123456789abcdef0123456789abcdef, short"}, "-session-keys: each key must be at least 32 characters"},
 		{"bad trusted proxy", []string{"-trusted-proxies", "10.0.0.300"}, nil, "-trusted-proxies"},
 		{"tls cert without key", []string{"-tls-cert", "cert.pem"}, nil, "-tls-cert and -tls-key go together"},
 		{"bad bool in env", nil, map[string]string{"SECURE_COOKIES": "maybe"}, `environment SECURE_COOKIES="maybe"`},
 		{"unknown flag", []string{"-port", "80"}, nil, "flag provided but not defined: -port"},
 		{"stray argument", []string{"serve"}, nil, `unexpected argument "serve"`},
 		{"bad log level", []string{"-log-level", "loud"}, nil, "-log-level"},
-		{"unsupported redis scheme", []string{"-redis", "http://127.0.0.1:6379"}, nil, `unsupported scheme "http"`},
+		{"unsupported redis scheme", []string{"-redis", "http://127.0.0.1:6379"}, nil, `-redis (REDIS_URL) http://127.0.0.1:6379: unsupported scheme "http"`},
+		{"env bad redis url", nil, map[string]string{"REDIS_URL": "redis+cluster://127.0.0.1"}, `-redis (REDIS_URL) redis+cluster://127.0.0.1: address "127.0.0.1" needs a port`},
 		{"sentinel without master", []string{"-redis", "redis+sentinel://127.0.0.1:26379"}, nil, "sentinel URL path must be /master-name"},
+		{"wait for replicas of the embedded redis", []string{"-redis-wait-replicas", "1"}, nil, "-redis-wait-replicas needs a Redis with replicas"},
+		{"data dir with a real redis", []string{"-redis", "redis://127.0.0.1:1", "-data-dir", "/tmp/x"}, nil, "-data-dir (DATA_DIR) applies only to the embedded Redis"},
+		{"save interval too short", []string{"-save-interval", "1ms"}, nil, "-save-interval must be at least 100ms"},
+		{"slow mode not whole seconds", []string{"-slow-mode", "1500ms"}, nil, "-slow-mode must be whole seconds between 0 and 24h"},
+		{"slow mode too long", []string{"-slow-mode", "25h"}, nil, "-slow-mode must be whole seconds"},
+		{"env negative address rate", nil, map[string]string{"RATE_POSTS_ADDR": "-1"}, "-rate-posts-addr must not be negative"},
+		{"negative room rate", []string{"-rate-posts-room", "-2"}, nil, "-rate-posts-room must not be negative"},
+		{"negative streams per address", []string{"-streams-per-addr", "-1"}, nil, "-streams-per-addr must not be negative"},
+		{"env negative conns per address", nil, map[string]string{"CONNS_PER_ADDR": "-1"}, "-conns-per-addr must not be negative"},
+		{"max lines zero", []string{"-max-lines", "0"}, nil, "-max-lines must be at least 1"},
+		{"negative new name age", []string{"-new-name-age", "-1m"}, nil, "-new-name-age must not be negative"},
+		{"key file and keys", []string{"-session-key-file", "/tmp/k", "-session-keys", "0123456789abcdef0123456789abcdef"}, nil, "-session-keys and -session-key-file exclude each other"},
+		{"bad metrics address", []string{"-metrics-from", "localhost"}, nil, "-metrics-from"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			var out bytes.Buffer
-			args := append([]string{"chatroom", "-addr", "127.0.0.1:0"}, tc.args...)
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			t.Parallel()
+			bin, err := buildBinary()
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			err := run(ctx, args, func(k string) string { return tc.env[k] }, &out)
-			if err == nil {
-				t.Fatalf("run accepted %v %v\n%s", tc.args, tc.env, out.String())
+			cmd := exec.CommandContext(ctx, bin, append([]string{"-addr", "127.0.0.1:0"}, tc.args...)...)
+			cmd.Env = []string{"HOME=" + t.TempDir()}
+			for k, v := range tc.env {
+				cmd.Env = append(cmd.Env, k+"="+v)
 			}
-			if !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("error %q does not contain %q", err, tc.want)
+			var stdout, stderr bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			err = cmd.Run()
+			var exit *exec.ExitError
+			if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+				t.Fatalf("%v %v: exit %v, want status 1\nstdout: %s\nstderr: %s", tc.args, tc.env, err, stdout.String(), stderr.String())
 			}
-			if strings.Contains(out.String(), "chat is ready") {
-				t.Fatalf("the server started despite the bad setting")
+			lines := strings.Split(strings.TrimRight(stderr.String(), "\n"), "\n")
+			if len(lines) != 1 || !strings.HasPrefix(lines[0], "chatroom: ") || !strings.Contains(lines[0], tc.want) {
+				t.Errorf("stderr %q, want one line naming the setting: %q", stderr.String(), tc.want)
+			}
+			if stdout.Len() != 0 {
+				t.Errorf("stdout %q, want nothing (the server must not start, nor print the usage)", stdout.String())
 			}
 		})
+	}
+}
+
+// TestVersion: -version prints the build's version (module version, commit
+// and Go version, from runtime/debug.BuildInfo) and exits 0.
+func TestVersion(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "chatroom")
+	if out, err := exec.Command("go", "build", "-buildvcs=true", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	out, err := exec.Command(bin, "-version").Output()
+	if err != nil {
+		t.Fatalf("-version: %v", err)
+	}
+	got := strings.TrimSpace(string(out))
+	if !strings.HasPrefix(got, "chatroom ") || !strings.HasSuffix(got, runtime.Version()) || strings.Contains(got, "\n") {
+		t.Errorf("-version printed %q, want one line: chatroom <version> … %s", got, runtime.Version())
+	}
+	// The commit the toolchain recorded (in a git checkout) is named.
+	meta, err := exec.Command("go", "version", "-m", bin).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := regexp.MustCompile(`vcs\.revision=([0-9a-f]{12})`).FindSubmatch(meta); m != nil {
+		if want := "commit " + string(m[1]); !strings.Contains(got, want) {
+			t.Errorf("-version printed %q, want it to name %q", got, want)
+		}
+	} else {
+		t.Logf("this build has no commit recorded (not a git checkout, or a git worktree)")
 	}
 }
 

@@ -37,9 +37,9 @@ type renderedMessage struct {
 
 // messageEvent is the event of m; its text is rendered here, once per
 // message and instance, like the rest of its encoding.
-func messageEvent(m chat.Message) *fanout.Event {
+func messageEvent(md *markup.Renderer, m chat.Message) *fanout.Event {
 	id, _ := chat.ParseID(m.ID)
-	data, err := json.Marshal(renderedMessage{Message: m, HTML: markup.HTML(m.Text)})
+	data, err := json.Marshal(renderedMessage{Message: m, HTML: md.HTML(m.Text)})
 	if err != nil { // a chat.Message always encodes
 		data = []byte(`{}`)
 	}
@@ -104,9 +104,12 @@ func streamPrelude(retry time.Duration) []byte {
 
 // hubSink hands what the broker's subscription delivers to the hub: each
 // message is encoded once here, whatever the number of streams.
-type hubSink struct{ hub *fanout.Hub }
+type hubSink struct {
+	hub *fanout.Hub
+	md  *markup.Renderer
+}
 
-func (s hubSink) Deliver(m chat.Message) { s.hub.Broadcast(m.Room, messageEvent(m)) }
+func (s hubSink) Deliver(m chat.Message) { s.hub.Broadcast(m.Room, messageEvent(s.md, m)) }
 func (s hubSink) SetDegraded(d bool)     { s.hub.SetDegraded(d) }
 func (s hubSink) EndSession(sid string)  { s.hub.EndSession(sid) }
 func (s hubSink) Signal(sig chat.Signal) {

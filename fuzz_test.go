@@ -8,6 +8,7 @@ import (
 	"unicode/utf8"
 
 	"chatroom/internal/chat"
+	"chatroom/internal/markup"
 	"chatroom/internal/sse"
 )
 
@@ -30,7 +31,7 @@ func FuzzMessageEvent(f *testing.F) {
 			id.Seq = 1 // Redis never issues 0-0
 		}
 		m := chat.Message{ID: id.String(), Room: chat.DefaultRoom, Seq: roomSeq, User: user, UID: strings.ToLower(user), Text: text, Time: time.Unix(0, nanos).UTC()}
-		ev := messageEvent(m)
+		ev := messageEvent(markup.New(), m)
 		if ev.ID != id {
 			t.Fatalf("event ID %v, want %v", ev.ID, id)
 		}

@@ -55,6 +55,7 @@ type deps struct {
 	log         *slog.Logger
 	pages       *template.Template
 	sessions    *sessionStore
+	markup      *markup.Renderer // message text → safe HTML, for events and history
 	broker      *broker.Broker
 	hub         *fanout.Hub
 	rdb         redis.UniversalClient
@@ -68,7 +69,10 @@ type deps struct {
 	presence    presenceTracker
 	online      *onlineReads // presence.Online, batched per room
 	static      map[string]*staticFile
-	origins     publicURLs // trusted by the cross-origin check besides the request's own Host
+	posts       postLimits   // flood limits on top of limits.postsPerSec
+	slots       *streamSlots // stream caps per login and client address, all instances
+	metricsFrom proxyTrust   // peers that may read /metrics
+	origins     publicURLs   // trusted by the cross-origin check besides the request's own Host
 }
 
 // roomLimits bound what one user can do with rooms.
@@ -100,6 +104,7 @@ func newServer(d deps) http.Handler {
 	h = csrf.Handler(h)
 	h = securityHeaders(h, d.sessions.proxies)
 	h = recoverPanics(h, d.log)
+	h = logRequests(h, d.log, d.sessions.proxies)
 	return h
 }
 
@@ -124,14 +129,16 @@ func addRoutes(mux *http.ServeMux, d deps) {
 	mux.Handle("GET /whoami", handleWhoami(d))
 	mux.Handle("GET /healthz", handleHealthz())
 	mux.Handle("GET /readyz", handleReadyz(d))
+	mux.Handle("GET /metrics", handleMetrics(d))
 	mux.Handle("GET /static/", handleStatic(d.static))
 }
 
-func parsePages() (*template.Template, error) {
+// parsePages parses the page templates; md renders message text in them.
+func parsePages(md *markup.Renderer) (*template.Template, error) {
 	return template.New("").Funcs(template.FuncMap{
 		"clock": func(t time.Time) string { return t.UTC().Format("15:04") },
 		"iso":   func(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) },
-		"text":  markup.HTML, // a message's text as safe HTML: the only template.HTML of the pages
+		"text":  md.HTML, // a message's text as safe HTML: the only template.HTML of the pages
 	}).ParseFS(assets, "templates/*.html")
 }
 
@@ -391,6 +398,9 @@ func handlePost(d deps) http.Handler {
 			return
 		}
 		text, err := chat.CleanMessage(raw, d.maxMessage)
+		if err == nil {
+			err = checkLines(text, d.posts.maxLines)
+		}
 		if err != nil {
 			fail(errorStatus(err))
 			return
@@ -405,6 +415,15 @@ func handlePost(d deps) http.Handler {
 		if wait > 0 {
 			w.Header().Set("Retry-After", retryAfter(wait))
 			fail(http.StatusTooManyRequests, fmt.Sprintf("slow down: you are sending messages too fast (limit %d per second); try again in %s s", d.limits.postsPerSec, retryAfter(wait)))
+			return
+		}
+		if refused, err := d.checkFloods(r.Context(), who.UID, room, limitAddr(d.sessions.proxies.clientIP(r))); err != nil {
+			d.log.Warn("flood limit check failed", "err", err)
+			w.Header().Set("Retry-After", "2")
+			fail(http.StatusServiceUnavailable, "message not sent: the chat store is unavailable, try again in a moment")
+			return
+		} else if refused != nil {
+			refusePost(w, fail, refused)
 			return
 		}
 		msg := chat.Message{User: who.Name, UID: who.UID, Text: text, Time: time.Now().UTC()}
@@ -510,23 +529,49 @@ func handleHealthz() http.Handler {
 	})
 }
 
-// handleReadyz serves GET /readyz: 200 only while messages really flow
-// through Redis (the subscription's own probe came back), else 503.
+// handleReadyz serves GET /readyz: 200 "ok" only while messages really
+// flow through Redis (the subscription's own probe came back), else 503
+// "degraded". Nothing else: the counters are in /metrics, which is not
+// for everyone.
 func handleReadyz(d deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		st := d.hub.Stats()
-		body := struct {
-			Ready     bool         `json:"ready"`
-			Streams   int          `json:"streams"`
-			Evictions int64        `json:"evictions"`
-			Broker    broker.Stats `json:"broker"`
-		}{d.broker.Ready(), st.Streams, st.Evictions, d.broker.Stats()}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		if !d.broker.Ready() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, "degraded")
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+}
+
+// serverStats is what GET /metrics answers: readiness, the hub's stream and
+// eviction counts and the broker's counters.
+type serverStats struct {
+	Ready     bool         `json:"ready"`
+	Streams   int          `json:"streams"`
+	Evictions int64        `json:"evictions"`
+	Broker    broker.Stats `json:"broker"`
+}
+
+func (d deps) stats() serverStats {
+	st := d.hub.Stats()
+	return serverStats{d.broker.Ready(), st.Streams, st.Evictions, d.broker.Stats()}
+}
+
+// handleMetrics serves GET /metrics: the counters as JSON, only to a
+// direct request (no X-Forwarded-For) from a peer in -metrics-from;
+// everyone else gets 404, as if there were no such route.
+func handleMetrics(d deps) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if len(d.metricsFrom) == 0 || !d.metricsFrom.trusts(remoteAddr(r)) || r.Header.Get("X-Forwarded-For") != "" {
+			http.NotFound(w, r)
+			return
+		}
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")
-		if !body.Ready {
-			w.WriteHeader(http.StatusServiceUnavailable)
-		}
-		json.NewEncoder(w).Encode(body)
+		json.NewEncoder(w).Encode(d.stats())
 	})
 }
 

@@ -31,6 +31,13 @@ type testServer struct {
 	stop func() // graceful shutdown; waits for run to return
 }
 
+// testLimitFlags are added to every test server's flags: every test runs
+// from one loopback address and posts with fresh names, so the limits per
+// address, per room and for new names are off unless a test sets them
+// (limits_test.go does); /metrics is open to loopback (readyzStats).
+var testLimitFlags = []string{"-streams-per-addr", "0", "-conns-per-addr", "0", "-rate-posts-addr", "0",
+	"-rate-posts-room", "0", "-new-name-posts", "0", "-metrics-from", "127.0.0.1,::1"}
+
 // startServer runs the chat server on a free loopback port against redisURL
 // and waits until /readyz says delivery works. Extra flags override the
 // test defaults. The server is shut down at cleanup.
@@ -44,7 +51,8 @@ func startServerWith(t testing.TB, redisURL string, opts options, extra ...strin
 	t.Helper()
 	args := append([]string{"chatroom", "-addr", "127.0.0.1:0", "-redis", redisURL,
 		"-rate-logins", "0", "-probe-interval", "200ms", "-probe-timeout", "1s",
-		"-shutdown-timeout", "5s", "-log-level", "debug"}, extra...)
+		"-shutdown-timeout", "5s", "-log-level", "debug"}, testLimitFlags...)
+	args = append(args, extra...)
 	return runServerWith(t, args, func(string) string { return "" }, opts)
 }
 
@@ -128,7 +136,8 @@ type logBuffer struct {
 	sent bool
 }
 
-var readyLine = regexp.MustCompile(`msg="chat is ready" url=(\S+)`)
+// readyLine finds the URL in the "chat is ready" line, in text or JSON logs.
+var readyLine = regexp.MustCompile(`msg="chat is ready" url=(\S+)|"msg":"chat is ready".*?"url":"([^"]+)"`)
 
 func newLogBuffer() *logBuffer { return &logBuffer{url: make(chan string, 1)} }
 
@@ -139,7 +148,7 @@ func (l *logBuffer) Write(p []byte) (int, error) {
 	if !l.sent {
 		if m := readyLine.FindStringSubmatch(l.b.String()); m != nil {
 			l.sent = true
-			l.url <- m[1]
+			l.url <- m[1] + m[2]
 		}
 	}
 	return len(p), nil
@@ -408,7 +417,8 @@ func startProcess(t testing.TB, redisURL, addr string, extra ...string) *serverP
 	}
 	logs := newLogBuffer()
 	args := append([]string{"-addr", addr, "-redis", redisURL, "-rate-logins", "0",
-		"-probe-interval", "200ms", "-probe-timeout", "1s", "-shutdown-timeout", "5s"}, extra...)
+		"-probe-interval", "200ms", "-probe-timeout", "1s", "-shutdown-timeout", "5s"}, testLimitFlags...)
+	args = append(args, extra...)
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout = logs
 	cmd.Stderr = logs

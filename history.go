@@ -11,7 +11,6 @@ import (
 
 	"chatroom/internal/broker"
 	"chatroom/internal/chat"
-	"chatroom/internal/markup"
 )
 
 // Reading the kept history: pages before an ID (JSON, and server-rendered
@@ -99,7 +98,7 @@ func handleHistory(d deps) http.Handler {
 		}
 		body := historyPage{Room: room, Messages: make([]renderedMessage, 0, len(p.Messages)), More: p.More}
 		for _, m := range p.Messages {
-			body.Messages = append(body.Messages, renderedMessage{Message: m, HTML: markup.HTML(m.Text)})
+			body.Messages = append(body.Messages, renderedMessage{Message: m, HTML: d.markup.HTML(m.Text)})
 		}
 		if !p.Oldest.IsZero() {
 			body.Before = p.Oldest.String()

@@ -23,6 +23,7 @@ import (
 
 	"chatroom/internal/broker"
 	"chatroom/internal/fanout"
+	"chatroom/internal/markup"
 	"chatroom/internal/presence"
 )
 
@@ -56,14 +57,22 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 	if err != nil {
 		return err
 	}
+	if cfg.version {
+		fmt.Fprintln(stdout, version())
+		return nil
+	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(cfg.logLevel)); err != nil {
 		return fmt.Errorf("-log-level: %w", err)
 	}
-	log := slog.New(slog.NewTextHandler(stdout, &slog.HandlerOptions{Level: level}))
+	var logTo slog.Handler = slog.NewTextHandler(stdout, &slog.HandlerOptions{Level: level})
+	if cfg.logFormat == "json" {
+		logTo = slog.NewJSONHandler(stdout, &slog.HandlerOptions{Level: level})
+	}
+	log := slog.New(logTo)
 	log.Info("configuration", cfg.settings...)
 
-	rc, err := openRedis(ctx, cfg.redisURL, log)
+	rc, err := openRedis(ctx, cfg.redisURL, log, cfg.dataDir, cfg.saveInterval)
 	if err != nil {
 		return err
 	}
@@ -72,17 +81,29 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 		rc.client.AddHook(hk)
 	}
 
-	secrets, shared, err := sessionSecrets(ctx, rc.client, cfg.secrets())
+	configured := cfg.secrets()
+	if cfg.sessionKeyFile != "" {
+		if configured, err = readKeyFile(cfg.sessionKeyFile); err != nil {
+			return err
+		}
+	}
+	secrets, shared, err := sessionSecrets(ctx, rc.client, configured)
 	if err != nil {
 		return err
 	}
-	proxies, _ := parseProxies(cfg.trustedProxies) // validated in parseConfig
-	public, _ := parsePublicURLs(cfg.publicURL)    // validated in parseConfig
+	if shared {
+		log.Warn("no session keys configured: the generated secret is kept in redis in plain text, and whoever can read redis can forge any identity; set -session-key-file or -session-keys")
+	}
+	proxies, _ := parseProxies(cfg.trustedProxies)  // validated in parseConfig
+	metricsFrom, _ := parseProxies(cfg.metricsFrom) // likewise
+	public, _ := parsePublicURLs(cfg.publicURL)     // likewise
 	secureCookies := cfg.secureCookies || public.https()
 	if len(public) > 0 {
 		log.Info("public url", "origins", public.String(), "secure_cookies", secureCookies)
 	}
-	pages, err := parsePages()
+	slots := newStreamSlots(rc.client, cfg.perSession, cfg.streamsPerAddr, log)
+	md := markup.New()
+	pages, err := parsePages(md)
 	if err != nil {
 		return fmt.Errorf("templates: %w", err)
 	}
@@ -101,6 +122,7 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 		Ping:              pingEvent(),
 		Disconnect:        disconnectEvent,
 		Status:            statusEvent,
+		Closed:            logStreamClosed(log),
 	}, log)
 	b := broker.New(rc.client, broker.Config{
 		HistoryLen:    cfg.historyLen,
@@ -121,6 +143,7 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 	handler := newServer(deps{
 		log:         log,
 		pages:       pages,
+		markup:      md,
 		sessions:    newSessionStore(secrets, cfg.sessionMaxAge, secureCookies, proxies),
 		broker:      b,
 		hub:         h,
@@ -135,6 +158,18 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 		online:      newOnlineReads(pres, 3*time.Second),
 		static:      static,
 		origins:     public,
+		slots:       slots,
+		metricsFrom: metricsFrom,
+		posts: postLimits{
+			perAddr:    cfg.ratePostsAddr,
+			perRoom:    cfg.ratePostsRoom,
+			newAge:     cfg.newNameAge,
+			newPerMin:  cfg.newNamePosts,
+			slowMode:   cfg.slowMode,
+			maxLines:   cfg.maxLines,
+			slowModes:  newSlowModes(rc.client, cfg.slowMode, log),
+			firstSeens: &firstSeen{rc.client},
+		},
 		stream: streamConfig{
 			retry:        2 * time.Second,
 			pooled:       cfg.streamMode == "pooled",
@@ -146,6 +181,9 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.addr, err)
+	}
+	if cfg.connsPerAddr > 0 {
+		ln = newAddrConnLimit(ln, cfg.connsPerAddr, proxies, cfg.tlsCert != "", log)
 	}
 	srv := &http.Server{
 		Handler:           handler,
@@ -165,7 +203,7 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 	brokerCtx, stopBroker := context.WithCancel(context.WithoutCancel(ctx))
 	brokerDone := make(chan struct{})
 	publisherDone := make(chan struct{})
-	go func() { defer close(brokerDone); b.Run(brokerCtx, hubSink{h}) }()
+	go func() { defer close(brokerDone); b.Run(brokerCtx, hubSink{h, md}) }()
 	go func() { defer close(publisherDone); b.RunPublisher(brokerCtx) }()
 	// Presence stops first at shutdown, before the streams end: clients
 	// reconnect to another instance, and their departures from this one
@@ -175,6 +213,8 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 	defer stopPresence()
 	presenceDone := make(chan struct{})
 	go func() { defer close(presenceDone); pres.Run(presenceCtx) }()
+	slotsDone := make(chan struct{})
+	go func() { defer close(slotsDone); slots.run(brokerCtx) }()
 
 	scheme := "http"
 	if cfg.tlsCert != "" {
@@ -199,6 +239,7 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 		<-brokerDone
 		<-publisherDone
 		<-presenceDone
+		<-slotsDone
 		h.Shutdown(context.Background())
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
@@ -219,6 +260,7 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 	stopBroker()
 	<-brokerDone
 	<-publisherDone
+	<-slotsDone
 	if err := <-serveErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serve: %w", err)
 	}

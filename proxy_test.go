@@ -210,9 +210,9 @@ func TestProxyCrossOrigin(t *testing.T) {
 	}
 }
 
-// clientFrom is a client of base whose connections come from the loopback
+// dialFrom is a client of base whose connections come from the loopback
 // address local (127.0.0.2, …): a distinct client address on one machine.
-func clientFrom(t testing.TB, base, local string) *chatClient {
+func dialFrom(t testing.TB, base, local string) *chatClient {
 	c := newClient(t, base)
 	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}}
 	c.hc.Transport = &http.Transport{DialContext: d.DialContext}
@@ -233,7 +233,7 @@ func TestProxyForwardedFor(t *testing.T) {
 		t.Helper()
 		return c.postWith("/login", url.Values{"user": {name}}, hdr).StatusCode
 	}
-	first := clientFrom(t, ng.URL, "127.0.0.2")
+	first := dialFrom(t, ng.URL, "127.0.0.2")
 	for i := range 2 {
 		if st := loginStatus(first, fmt.Sprintf("first%d", i), nil); st != http.StatusSeeOther {
 			t.Fatalf("login %d from 127.0.0.2 through nginx: %d", i, st)
@@ -242,7 +242,7 @@ func TestProxyForwardedFor(t *testing.T) {
 	if st := loginStatus(first, "first2", nil); st != http.StatusTooManyRequests {
 		t.Fatalf("third login from 127.0.0.2 through nginx: %d, want 429", st)
 	}
-	second := clientFrom(t, ng.URL, "127.0.0.3")
+	second := dialFrom(t, ng.URL, "127.0.0.3")
 	if st := loginStatus(second, "second", nil); st != http.StatusSeeOther {
 		t.Fatalf("login from 127.0.0.3 through nginx: %d, want 303 (its own budget: the server must use X-Forwarded-For, not nginx's address)", st)
 	}
@@ -250,11 +250,11 @@ func TestProxyForwardedFor(t *testing.T) {
 	if st := loginStatus(first, "forged-via-nginx", forged); st != http.StatusTooManyRequests {
 		t.Fatalf("login from 127.0.0.2 through nginx with a forged X-Forwarded-For: %d, want 429", st)
 	}
-	direct := clientFrom(t, a.URL, "127.0.0.2")
+	direct := dialFrom(t, a.URL, "127.0.0.2")
 	if st := loginStatus(direct, "forged-direct", forged); st != http.StatusTooManyRequests {
 		t.Fatalf("login from untrusted 127.0.0.2 straight to the instance with a forged X-Forwarded-For: %d, want 429 (header believed)", st)
 	}
-	if st := loginStatus(clientFrom(t, a.URL, "127.0.0.4"), "fresh-direct", forged); st != http.StatusSeeOther {
+	if st := loginStatus(dialFrom(t, a.URL, "127.0.0.4"), "fresh-direct", forged); st != http.StatusSeeOther {
 		t.Fatalf("login from 127.0.0.4 straight to the instance: %d, want 303", st)
 	}
 }

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -22,19 +21,24 @@ type redisConn struct {
 	close   func()
 }
 
-// openRedis connects to url, or starts an embedded Redis when url is empty.
-// It fails with a one-line error when Redis cannot be reached.
-func openRedis(ctx context.Context, rawURL string, log *slog.Logger) (*redisConn, error) {
+// openRedis connects to url, or starts an embedded Redis when url is empty
+// (keeping its data in dataDir unless that is empty). It fails with a
+// one-line error when Redis cannot be reached.
+func openRedis(ctx context.Context, rawURL string, log *slog.Logger, dataDir string, saveInterval time.Duration) (*redisConn, error) {
 	redis.SetLogger(goRedisLog{log})
 	var rc *redisConn
 	if rawURL == "" {
-		m := miniredis.NewMiniRedis()
-		if err := m.StartAddr("127.0.0.1:0"); err != nil {
-			return nil, fmt.Errorf("start embedded redis: %w", err)
+		e, err := startEmbedded(dataDir, saveInterval, log)
+		if err != nil {
+			return nil, err
 		}
-		log.Info("REDIS_URL not set: using an embedded in-memory Redis (messages are lost when the server stops; set REDIS_URL or -redis for a real one)", "addr", m.Addr())
-		c := redis.NewClient(&redis.Options{Addr: m.Addr()})
-		rc = &redisConn{client: c, kind: "embedded", close: func() { c.Close(); m.Close() }}
+		if dataDir == "" {
+			log.Info("REDIS_URL not set: using an embedded in-memory Redis that keeps nothing (-data-dir off); set REDIS_URL or -redis for a real one", "addr", e.Addr())
+		} else {
+			log.Info("REDIS_URL not set: using an embedded Redis, saved to -data-dir; set REDIS_URL or -redis for a real one", "addr", e.Addr())
+		}
+		c := redis.NewClient(&redis.Options{Addr: e.Addr()})
+		rc = &redisConn{client: c, kind: "embedded", close: func() { c.Close(); e.Close() }}
 	} else {
 		c, sharded, kind, err := newRedisClient(rawURL)
 		if err != nil {

@@ -5,10 +5,13 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha512"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"strings"
 	"time"
 
@@ -75,6 +78,51 @@ func sessionSecrets(ctx context.Context, rdb redis.UniversalClient, configured [
 		return nil, false, fmt.Errorf("read session secret: %w", err)
 	}
 	return []string{s}, true, nil
+}
+
+// readKeyFile returns the session secrets of a key file: one per line,
+// newest first, blank lines and lines starting with # ignored. A missing
+// file is created (mode 0600, never overwriting one that appears meanwhile)
+// holding one random secret; a file that the group or others may read or
+// write is refused, like ssh refuses such a key.
+func readKeyFile(path string) ([]string, error) {
+	fi, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		f, cerr := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if cerr == nil {
+			_, werr := fmt.Fprintln(f, rand.Text()+rand.Text())
+			if cerr = f.Close(); werr != nil {
+				cerr = werr
+			}
+		}
+		if cerr != nil && !errors.Is(cerr, fs.ErrExist) {
+			return nil, fmt.Errorf("create session key file: %w", cerr)
+		}
+		fi, err = os.Stat(path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("session key file: %w", err)
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("session key file %s may be read by others (mode %04o): chmod 600 it", path, fi.Mode().Perm())
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("session key file: %w", err)
+	}
+	var keys []string
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
+			if len(line) < 32 {
+				return nil, fmt.Errorf("session key file %s: each secret must be at least 32 characters", path)
+			}
+			keys = append(keys, line)
+		}
+	}
+	if len(keys) == 0 {
+		return nil, fmt.Errorf("session key file %s holds no secret", path)
+	}
+	return keys, nil
 }
 
 // get returns the request's identity, if it carries a valid session. A

@@ -112,10 +112,10 @@ func TestShutdownIdle(t *testing.T) {
 // with no -redis flag and an empty environment says it uses an embedded
 // Redis and serves a working chat, then stops cleanly.
 func TestShutdownEmbeddedRedis(t *testing.T) {
-	srv := runServer(t, []string{"chatroom", "-addr", "127.0.0.1:0"}, func(string) string { return "" })
+	srv := runServer(t, []string{"chatroom", "-addr", "127.0.0.1:0", "-data-dir", t.TempDir()}, func(string) string { return "" })
 	base, logs := srv.URL, srv.logs
 	out := logs.String()
-	for _, want := range []string{"using an embedded in-memory Redis", "redis=embedded", `msg="chat is ready" url=http://127.0.0.1:`} {
+	for _, want := range []string{"using an embedded Redis, saved to -data-dir", "redis=embedded", `msg="chat is ready" url=http://127.0.0.1:`} {
 		if !strings.Contains(out, want) {
 			t.Errorf("log lacks %q:\n%s", want, out)
 		}

@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"chatroom/internal/broker"
 	"chatroom/internal/redistest"
 )
 
@@ -95,25 +94,22 @@ func (s *stalledStream) drain(t testing.TB, timeout time.Duration) (msgs []chat.
 	return msgs, tail
 }
 
-// readyzBody is what /readyz answers.
-type readyzBody struct {
-	Ready     bool         `json:"ready"`
-	Streams   int          `json:"streams"`
-	Evictions int64        `json:"evictions"`
-	Broker    broker.Stats `json:"broker"`
-}
+// readyzBody is the server's counters, as GET /metrics answers them
+// (/readyz itself says only ok or degraded).
+type readyzBody = serverStats
 
-// readyzStats returns the server's /readyz body.
+// readyzStats returns the server's counters from GET /metrics, which test
+// servers open to loopback (testLimitFlags).
 func readyzStats(t testing.TB, base string) readyzBody {
 	t.Helper()
-	resp, err := probeClient(base).Get(base + "/readyz")
+	resp, err := probeClient(base).Get(base + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	var st readyzBody
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
-		t.Fatalf("/readyz: %v", err)
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("/metrics: %d %v", resp.StatusCode, err)
 	}
 	return st
 }

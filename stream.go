@@ -7,11 +7,13 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"chatroom/internal/broker"
 	"chatroom/internal/chat"
 	"chatroom/internal/fanout"
+	"chatroom/internal/markup"
 )
 
 // streamConfig is the SSE endpoint's tuning.
@@ -101,6 +103,22 @@ func handleStream(d deps) http.Handler {
 			httpError(w, http.StatusServiceUnavailable, err.Error())
 			return
 		}
+		// The caps per login and per client address count every
+		// instance's streams (in Redis); the hub's count above is this
+		// instance's, after closing the session's streams whose peer left.
+		addr := limitAddr(d.sessions.proxies.clientIP(r))
+		slot, err := d.slots.acquire(r.Context(), who.SID, addr, d.hub.SessionStreams(who.SID)-1)
+		if err != nil {
+			s.Cancel()
+			if errors.Is(err, fanout.ErrSessionStreams) || errors.Is(err, errAddrStreams) {
+				w.Header().Set("Retry-After", "10")
+				httpError(w, http.StatusTooManyRequests, err.Error())
+				return
+			}
+			unavailable(err)
+			return
+		}
+		held.setSlot(slot)
 
 		pos, plans, err := planReplays(r, d.broker, rooms, from, cfg.replay, &first)
 		if err != nil {
@@ -132,7 +150,9 @@ func handleStream(d deps) http.Handler {
 		err = out.write(first.Bytes())
 		for _, plan := range plans {
 			if err == nil {
-				err = replay(r, plan, position, out)
+				var n int
+				n, err = replay(r, d.markup, plan, position, out)
+				s.NoteReplayed(n)
 			}
 		}
 		if err == nil {
@@ -169,12 +189,37 @@ type streamHold struct {
 	lease    *broker.Lease
 	presence presenceTracker
 	uid      string
+
+	mu    sync.Mutex // guards slot and ended: the stream may end before its places are recorded
+	slot  func()     // gives back the stream's places under the caps (streamSlots)
+	ended bool
 }
 
 func (h *streamHold) end() {
 	h.lease.Release()
 	for _, room := range h.lease.Rooms() {
 		h.presence.Depart(room, h.uid)
+	}
+	h.mu.Lock()
+	h.ended = true
+	slot := h.slot
+	h.mu.Unlock()
+	if slot != nil {
+		slot()
+	}
+}
+
+// setSlot records how to give the stream's places back; a stream that has
+// already ended gives them back at once.
+func (h *streamHold) setSlot(release func()) {
+	h.mu.Lock()
+	ended := h.ended
+	if !ended {
+		h.slot = release
+	}
+	h.mu.Unlock()
+	if ended {
+		release()
 	}
 }
 
@@ -271,17 +316,22 @@ func presenceEvents(r *http.Request, d deps, rooms []string) []byte {
 }
 
 // replay writes the plan's messages page by page, under the stream's
-// position.
-func replay(r *http.Request, plan *broker.ReplayPlan, pos *fanout.Position, out *streamOut) error {
+// position, and returns how many it wrote.
+func replay(r *http.Request, md *markup.Renderer, plan *broker.ReplayPlan, pos *fanout.Position, out *streamOut) (int, error) {
 	var buf []byte
+	written := 0
 	_, err := plan.Run(r.Context(), func(ms []chat.Message) error {
 		buf = buf[:0]
 		for _, m := range ms {
-			buf = pos.AppendWire(buf, messageEvent(m))
+			buf = pos.AppendWire(buf, messageEvent(md, m))
 		}
-		return out.write(buf)
+		if err := out.write(buf); err != nil {
+			return err
+		}
+		written += len(ms)
+		return nil
 	})
-	return err
+	return written, err
 }
 
 // sseHeaders are sent before the first byte of every stream: no caching, no

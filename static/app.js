@@ -119,18 +119,52 @@
     return text;
   }
 
+  // collapseLong gives a message whose text is taller than the collapsed
+  // height (style.css: .collapsing .text) a "Show more" button that
+  // expands it ("Show less" folds it again). The text is collapsed by CSS
+  // from the start, so adding the button (laid over its bottom edge)
+  // changes no height: scroll-back keeps its view. Every message added to
+  // the list, however, goes through here (a MutationObserver).
+  function collapseLong(li) {
+    const text = li.querySelector(":scope > .text");
+    if (!text || li.querySelector(":scope > .more") || text.scrollHeight <= text.clientHeight + 1) return;
+    text.id = text.id || "t-" + li.id;
+    const more = document.createElement("button");
+    more.type = "button";
+    more.className = "more";
+    more.textContent = "Show more";
+    more.setAttribute("aria-expanded", "false");
+    more.setAttribute("aria-controls", text.id);
+    more.addEventListener("click", () => {
+      const open = li.classList.toggle("open");
+      more.textContent = open ? "Show less" : "Show more";
+      more.setAttribute("aria-expanded", String(open));
+    });
+    li.append(more);
+  }
+  list.classList.add("collapsing");
+  new MutationObserver((records) => {
+    for (const r of records) {
+      for (const n of r.addedNodes) if (n.nodeType === 1 && n.classList.contains("msg")) collapseLong(n);
+    }
+  }).observe(list, { childList: true });
+  for (const li of list.querySelectorAll(":scope > .msg")) collapseLong(li);
+
   function addMessage(m) {
     const stick = nearBottom() || m.uid === myUID;
-    list.append(messageItem(m));
+    const li = messageItem(m);
+    list.append(li);
     if (stick) scrollToEnd();
+    noteArrival(m, li, stick);
   }
 
   function addNotice(text) {
     const li = document.createElement("li");
     li.className = "msg notice";
     li.textContent = text;
+    const stick = nearBottom(); // never pulled down while reading above
     list.append(li);
-    scrollToEnd();
+    if (stick) scrollToEnd();
   }
 
   // names lists people for a sentence: "alice", "alice and bob",
@@ -148,6 +182,7 @@
 
   function presenceNotice(kind, user, uid) {
     const now = Date.now();
+    const stick = nearBottom(); // never pulled down while reading above
     if (!presenceLine || list.lastElementChild !== presenceLine.li || now - presenceLine.at > NOTICE_COALESCE_MS) {
       // Its own class, neither "msg" nor "notice": it is not a message,
       // and not one of the stream's notices.
@@ -165,7 +200,7 @@
     if (joined.length) parts.push(names(joined) + " joined");
     if (left.length) parts.push(names(left) + " left");
     presenceLine.li.textContent = parts.join(", ");
-    scrollToEnd();
+    if (stick) scrollToEnd();
   }
 
   // --- who is online, per room ---
@@ -314,7 +349,7 @@
     }
     unreadTotal.textContent = total ? String(total) : "";
     unreadTotal.hidden = total === 0;
-    document.title = (total ? "(" + total + ") " : "") + "#" + room + " · Chat";
+    renderTitle(total);
   }
 
   function countUnread(r) {
@@ -731,6 +766,7 @@
     user.textContent = m.user;
     meta.append(time, " ", user);
     li.append(meta, messageText(m));
+    markMention(li);
     return li;
   }
 
@@ -748,9 +784,238 @@
   if (body.dataset.before) setStatus("offline", "older messages: not live");
   // --- end of scroll-back ---
 
+  // --- what is new: the new-messages line, jump to newest, unread while
+  // hidden (title, favicon), mentions, notifications, announcements ---
+  const jumpBtn = document.getElementById("jump");
+  const announceEl = document.getElementById("announce");
+  const notifyBtn = document.getElementById("notify");
+  const notifyHint = document.getElementById("notify-hint");
+  const favicon = document.querySelector('link[rel~="icon"]');
+  const FAVICON = favicon ? favicon.getAttribute("href") : "";
+  const FAVICON_UNREAD = "/static/favicon-unread.svg";
+  const ANNOUNCE_KEEP = 5; // announcements kept in the live region
+  const NOTIFY_KEY = "chat.notify"; // "on" once the user asked for mention notifications
+  const NOTIFY_BODY_MAX = 140; // characters of a message shown in a notification
+
+  let newLine = null; // the "New messages" item, once placed
+  let newLineSeen = false; // the user has been at the bottom, tab visible, since it was placed
+  let newBelow = 0; // messages arrived while scrolled up, since last at the bottom
+  let hiddenCount = 0; // messages of this room arrived while the tab was hidden
+
+  function isHidden() {
+    return document.visibilityState === "hidden";
+  }
+
+  // An @mention of me: "@" + my name (any case), not inside a word on
+  // either side ("hi @Alice," yes; "@alicex", "bob@alice.com" no).
+  const WORD = "\\p{L}\\p{M}\\p{N}_";
+  const myName = body.dataset.user || "";
+  const mentionRE = myName
+    ? new RegExp(
+        "(?:^|[^" + WORD + "])@" + myName.replace(/[.*+?^${}()|[\]\\]/g, "\\$&").replace(/ /g, "\\s+") + "(?![" + WORD + "])",
+        "iu",
+      )
+    : null;
+
+  // plainText is an element's text as read: a line break for <br> and
+  // around blocks (textContent would join "a<br>@alice" into "a@alice").
+  const BLOCKS = new Set(["P", "PRE", "BLOCKQUOTE", "UL", "OL", "LI", "DIV"]);
+  function plainText(node) {
+    let s = "";
+    for (const n of node.childNodes) {
+      if (n.nodeType === Node.TEXT_NODE) s += n.data;
+      else if (n.nodeName === "BR") s += "\n";
+      else if (n.nodeType === Node.ELEMENT_NODE) s += BLOCKS.has(n.nodeName) ? "\n" + plainText(n) + "\n" : plainText(n);
+    }
+    return s;
+  }
+
+  function messagePlainText(li) {
+    const text = li.querySelector(".text");
+    return text ? plainText(text).replace(/\s+/g, " ").trim() : "";
+  }
+
+  // markMention gives a message (live, rendered by the server, or loaded
+  // by scroll-back) that mentions me the class "mention"; never my own.
+  function markMention(li) {
+    if (mentionRE && li.dataset.uid !== myUID && mentionRE.test(messagePlainText(li))) li.classList.add("mention");
+  }
+
+  // The title and the favicon count what is unread: the other rooms, and
+  // this room's messages that came while the tab was hidden.
+  function renderTitle(others) {
+    const n = others + hiddenCount;
+    document.title = (n ? "(" + n + ") " : "") + "#" + room + " · Chat";
+    if (favicon) favicon.setAttribute("href", n ? FAVICON_UNREAD : FAVICON);
+  }
+
+  // The jump button shows while scrolled up, with how many came below.
+  function renderJump() {
+    const up = !nearBottom();
+    jumpBtn.hidden = !up;
+    jumpBtn.textContent = newBelow ? "Jump to newest (" + newBelow + " new)" : "Jump to newest";
+  }
+
+  // seenToBottom: the user is at the bottom of a visible tab, so has seen
+  // everything, the new-messages line included.
+  function seenToBottom() {
+    if (isHidden() || !nearBottom()) return;
+    newBelow = 0;
+    if (newLine) newLineSeen = true;
+  }
+
+  // placeNewLine puts the "New messages" line just before li, keeping
+  // what is in view still (the line may leave from above it).
+  function placeNewLine(li) {
+    if (!newLine) {
+      newLine = document.createElement("li");
+      newLine.className = "new-line";
+      newLine.id = "new-line";
+      const label = document.createElement("span");
+      label.textContent = "New messages";
+      newLine.append(label);
+    }
+    const top = list.getBoundingClientRect().top;
+    const ref = [...list.children].find((c) => c !== newLine && c.getBoundingClientRect().bottom > top);
+    const was = ref ? ref.getBoundingClientRect().top : 0;
+    li.before(newLine);
+    newLineSeen = false;
+    if (ref) list.scrollTop += ref.getBoundingClientRect().top - was;
+  }
+
+  function clearNewLine() {
+    if (newLine) newLine.remove();
+    newLine = null;
+    newLineSeen = false;
+    newBelow = 0;
+  }
+
+  // noteArrival is told of each live message added to this room's list.
+  function noteArrival(m, li, stick) {
+    if (m.uid === myUID) {
+      clearNewLine(); // I wrote, so I have read up to here
+      renderJump();
+      return;
+    }
+    const text = messagePlainText(li);
+    announce(m.user + ": " + text);
+    const hidden = isHidden();
+    if (hidden) {
+      hiddenCount++;
+      renderUnread();
+    }
+    if ((!stick || hidden) && (!newLine || newLineSeen)) {
+      placeNewLine(li);
+      if (stick) scrollToEnd();
+    }
+    if (!stick) newBelow++;
+    else seenToBottom();
+    renderJump();
+    if (li.classList.contains("mention")) notifyMention(m, li, text);
+  }
+
+  // announce reads a new live message out politely (the list itself is not
+  // a live region: history loads are not read out).
+  function announce(text) {
+    const p = document.createElement("p");
+    p.textContent = text;
+    announceEl.append(p);
+    while (announceEl.childElementCount > ANNOUNCE_KEEP) announceEl.firstElementChild.remove();
+  }
+
+  list.addEventListener("scroll", () => {
+    seenToBottom();
+    renderJump();
+  });
+  jumpBtn.addEventListener("click", () => {
+    scrollToEnd();
+    seenToBottom();
+    renderJump();
+    input.focus();
+  });
+  document.addEventListener("visibilitychange", () => {
+    if (isHidden()) return;
+    hiddenCount = 0;
+    renderUnread();
+    seenToBottom();
+    renderJump();
+  });
+
+  // Desktop notifications of mentions, if the user asks for them (the
+  // permission is requested on that click only, never on load).
+  const canNotify = typeof window.Notification === "function";
+
+  function notifyWanted() {
+    try {
+      return localStorage.getItem(NOTIFY_KEY) === "on";
+    } catch {
+      return false;
+    }
+  }
+
+  function renderNotify() {
+    const on = notifyWanted() && Notification.permission === "granted";
+    notifyBtn.setAttribute("aria-pressed", String(on));
+    notifyHint.textContent = Notification.permission === "denied" ? "Notifications are blocked for this site in the browser's settings." : "";
+    notifyHint.hidden = !notifyHint.textContent;
+  }
+
+  function setNotify(on) {
+    try {
+      localStorage.setItem(NOTIFY_KEY, on ? "on" : "off");
+    } catch {
+      // storage disabled: the choice lasts as long as the page
+    }
+    renderNotify();
+  }
+
+  if (canNotify) {
+    notifyBtn.hidden = false;
+    renderNotify();
+    notifyBtn.addEventListener("click", async () => {
+      if (notifyWanted() && Notification.permission === "granted") {
+        setNotify(false);
+        return;
+      }
+      // Asked on every click that turns them on: the browser answers at
+      // once, without a prompt, when the user has decided before.
+      let p;
+      try {
+        p = (await Notification.requestPermission()) || Notification.permission;
+      } catch {
+        p = Notification.permission;
+      }
+      setNotify(p === "granted");
+    });
+  }
+
+  function notifyMention(m, li, text) {
+    if (!canNotify || !notifyWanted() || Notification.permission !== "granted") return;
+    if (!isHidden() && document.hasFocus()) return; // seen on the page
+    const short = text.length > NOTIFY_BODY_MAX ? text.slice(0, NOTIFY_BODY_MAX - 1) + "…" : text;
+    let n;
+    try {
+      n = new Notification(m.user + " in #" + room, { body: short, tag: m.id });
+    } catch {
+      return; // e.g. a browser that only notifies from a service worker
+    }
+    n.addEventListener("click", () => {
+      window.focus();
+      n.close();
+      if (!li.isConnected) return;
+      li.tabIndex = -1;
+      li.scrollIntoView({ block: "center" });
+      li.focus({ preventScroll: true });
+    });
+  }
+
+  for (const li of list.querySelectorAll("li.msg[data-id]")) markMention(li);
+  // --- end of what is new ---
+
   for (const t of document.querySelectorAll("time")) t.textContent = localTime(t.dateTime);
   saveUnread(); // this room's count is cleared: it is open
   renderUnread();
   scrollToEnd();
+  renderJump();
   if (!body.dataset.before) connect(); // a history view (?before=) has no live stream
 })();

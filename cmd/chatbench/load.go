@@ -223,7 +223,8 @@ func (b *bench) startEnv(ctx context.Context, s scenario, runNo int) (*env, erro
 		addr := "127.0.0.1:" + strconv.Itoa(port)
 		name := fmt.Sprintf("server-%s-%d-%d", s.Name, runNo, i)
 		argv := append([]string{b.serverBin, "-addr", addr, "-redis", redisURL,
-			"-rate-posts", "0", "-rate-logins", "0", "-max-streams", "20000", "-streams-per-session", "0"}, s.ServerArgs...)
+			"-rate-posts", "0", "-rate-logins", "0", "-max-streams", "20000", "-streams-per-session", "0",
+			"-streams-per-addr", "0", "-conns-per-addr", "0", "-rate-posts-addr", "0", "-rate-posts-room", "0", "-new-name-posts", "0"}, s.ServerArgs...)
 		argv = append(argv, cfg.serverArgs...)
 		p, err := startProc(name, filepath.Join(b.dir, name+".log"), cpus, argv)
 		if err != nil {

@@ -191,7 +191,7 @@ func parseFlags(args []string, stdout io.Writer) (*config, error) {
 	fs.StringVar(&targets, "target", "", "comma list of running chat servers (loopback http://host:port) to load instead of starting them; subscribers and senders are spread over them")
 	fs.StringVar(&c.serverBin, "server-bin", "", "prebuilt chat server binary (default: go build of the module root into a temp dir)")
 	fs.StringVar(&c.root, "root", "", "module root of the chat server to build (default: found by walking up from the current directory)")
-	fs.StringVar(&serverArgs, "server-args", "", "extra space-separated flags for each started server, after -addr -redis -rate-posts 0 -rate-logins 0 -max-streams 20000 -streams-per-session 0 (and for rooms, spread and storm -rate-joins 0)")
+	fs.StringVar(&serverArgs, "server-args", "", "extra space-separated flags for each started server, after -addr -redis -rate-posts 0 -rate-logins 0 -max-streams 20000 -streams-per-session 0 -streams-per-addr 0 -conns-per-addr 0 -rate-posts-addr 0 -rate-posts-room 0 -new-name-posts 0 (and for rooms, spread and storm -rate-joins 0)")
 	fs.IntVar(&c.subs, "subs", 0, "override the scenario's subscriber count N")
 	fs.IntVar(&c.stalled, "stalled", -1, "override the stalled subscriber count of scenarios that have some (slow: 50); at most N")
 	fs.IntVar(&c.rooms, "rooms", 0, "override the room count of scenarios with rooms (rooms, spread, storm); at most N")

@@ -116,16 +116,60 @@ func CleanMessage(raw string, max int) (string, error) {
 	if text == "" {
 		return "", BadInput(400, "%v: type something before sending", ErrEmptyMessage)
 	}
+	marks := 0     // combining marks in a row
+	flagTags := -1 // tag characters after a black flag (U+1F3F4); -1: not after one
+	badTag := func(r rune) error {
+		return BadInput(400, "message contains an invisible tag character (U+%04X)", r)
+	}
 	for _, r := range text {
 		if r != '\n' && (unicode.IsControl(r) || IsBidiControl(r)) {
 			return "", BadInput(400, "message contains a control character (U+%04X); only text and line breaks are allowed", r)
 		}
+		// Tags are refused, except in the flag emoji of a region
+		// (U+1F3F4, 2–6 tag letters or digits, U+E007F: 🏴 of England).
+		switch {
+		case IsTag(r) && flagTags >= 0 && r == 0xE007F && flagTags >= 2:
+			flagTags = -1
+			continue
+		case IsTag(r) && flagTags >= 0 && flagTags < 6 && (r >= 0xE0030 && r <= 0xE0039 || r >= 0xE0061 && r <= 0xE007A):
+			flagTags++
+			continue
+		case IsTag(r):
+			return "", badTag(r)
+		case flagTags > 0:
+			return "", BadInput(400, "message contains invisible tag characters that do not end as a flag")
+		}
+		flagTags = -1
+		if r == 0x1F3F4 {
+			flagTags = 0
+		}
+		if unicode.In(r, unicode.Mn, unicode.Me) {
+			if marks++; marks > MaxCombiningRun {
+				return "", BadInput(400, "message stacks more than %d combining marks on one character", MaxCombiningRun)
+			}
+		} else {
+			marks = 0
+		}
+	}
+	if flagTags > 0 {
+		return "", BadInput(400, "message contains invisible tag characters that do not end as a flag")
 	}
 	if n := utf8.RuneCountInString(text); n > max {
 		return "", BadInput(413, "message is too long: %d characters, the limit is %d", n, max)
 	}
 	return text, nil
 }
+
+// MaxCombiningRun is the most combining marks (Unicode Mn, Me) a message
+// may stack on one character: enough for any script's writing (Vietnamese,
+// Hebrew with cantillation, Indic scripts use up to about four), too few to
+// draw over the lines around ("Zalgo" text stacks dozens).
+const MaxCombiningRun = 6
+
+// IsTag reports the invisible tag characters U+E0000–U+E007F, which can
+// smuggle hidden text (an instruction for a program reading the chat)
+// past a reader.
+func IsTag(r rune) bool { return r >= 0xE0000 && r <= 0xE007F }
 
 // IsBidiControl reports the explicit bidirectional formatting characters that
 // can make text display in a different order than it is stored ("Trojan

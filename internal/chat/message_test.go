@@ -172,3 +172,37 @@ func BenchmarkDecodeStored(b *testing.B) {
 		DecodeStored(DefaultRoom, id, 42, body)
 	}
 }
+
+// TestCleanMessageWalls: invisible tag characters are refused (but for a
+// region's flag emoji), and so are more than MaxCombiningRun stacked
+// combining marks, while ordinary accented and Indic text passes.
+func TestCleanMessageWalls(t *testing.T) {
+	zalgo := "Z" + strings.Repeat("\u0336", MaxCombiningRun+1)
+	for _, tc := range []struct {
+		text string
+		ok   bool
+	}{
+		{"hello\U000E0041\U000E0042", false}, // hidden "AB"
+		{"\U000E0001hi", false},              // language tag
+		{"flag \U0001F3F4\U000E0067\U000E0062\U000E0065\U000E006E\U000E0067\U000E007F", true}, // England
+		{"\U0001F3F4\U000E0067\U000E0062 unended", false},
+		{"\U0001F3F4\U000E0067\U000E0062", false},
+		{"\U0001F3F4\U000E007F", false}, // no region
+		{"x\U000E007F", false},
+		{zalgo, false},
+		{"Z" + strings.Repeat("\u0336", MaxCombiningRun), true},
+		{"Tiếng Việt ệ", true},
+		{"בְּרֵאשִׁ֖ית", true},
+		{"हिन्दी नमस्ते", true},
+		{strings.Repeat("a\u0301", 50), true}, // many marks, none stacked
+	} {
+		_, err := CleanMessage(tc.text, 2000)
+		if (err == nil) != tc.ok {
+			t.Errorf("CleanMessage(%+q): err %v, want ok %v", tc.text, err, tc.ok)
+		}
+		var ie *InputError
+		if err != nil && (!errors.As(err, &ie) || ie.Status != 400) {
+			t.Errorf("CleanMessage(%+q): %v, want a 400 InputError", tc.text, err)
+		}
+	}
+}

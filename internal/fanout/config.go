@@ -19,6 +19,22 @@ type Config struct {
 	Ping       *Event                     // the heartbeat event (": ping\n\n")
 	Disconnect func(Reason) *Event        // the last event for a told reason (none)
 	Status     func(degraded bool) *Event // the status event sent by SetDegraded (none)
+
+	// Closed, if set, is called once per stream after it ended and was
+	// released, with its summary (for the log and metrics). It must not
+	// block.
+	Closed func(Closed)
+}
+
+// Closed is the summary of a stream that ended.
+type Closed struct {
+	Rooms    []string
+	Mode     Mode
+	Reason   Reason // ReasonNone: cancelled before it was served
+	Duration time.Duration
+	Events   int64 // events written from its queue (live events, heartbeats, status)
+	Bytes    int64 // their bytes
+	Replayed int64 // events the stream's handler wrote before the hub took over (NoteReplayed)
 }
 
 // Defaults and fixed tuning, each with the reason for its value.

@@ -148,6 +148,23 @@ func (h *Hub) admitLocked(session string, dead *[]*Subscriber) error {
 	return nil
 }
 
+// SessionStreams is the number of open streams of session in this
+// process that are not closed: what counts against its cap here. Other
+// instances' streams are counted by the caller (in Redis).
+func (h *Hub) SessionStreams(session string) int {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	n := 0
+	for _, s := range h.reg.sessions[session] {
+		s.mu.Lock()
+		if !s.closed {
+			n++
+		}
+		s.mu.Unlock()
+	}
+	return n
+}
+
 // remove takes s out of the registry, then calls its release; later calls
 // do nothing. The caller must not hold s.mu.
 func (h *Hub) remove(s *Subscriber) {
@@ -164,6 +181,9 @@ func (h *Hub) remove(s *Subscriber) {
 	}
 	if s.release != nil {
 		s.release()
+	}
+	if h.cfg.Closed != nil {
+		h.cfg.Closed(s.summary())
 	}
 	h.mu.Lock()
 	h.releasing--

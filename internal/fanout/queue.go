@@ -16,6 +16,8 @@ type queue struct {
 	events int        // accepted and not yet written: len(evs) plus taken, unwritten events
 	bytes  int        // likewise in bytes (see pending.add for events of several rooms)
 	skip   []skipMark // by room, sorted by compareRooms: at most one per room of the stream
+
+	sentEvents, sentBytes int64 // written so far, for the stream's summary (Closed)
 }
 
 // skipMark says that the events of room with a non-zero ID up to id are
@@ -111,6 +113,8 @@ func (q *queue) take(dst []*Event) []*Event {
 func (q *queue) wrote(events, bytes int) {
 	q.events -= events
 	q.bytes -= bytes
+	q.sentEvents += int64(events)
+	q.sentBytes += int64(bytes)
 }
 
 // reset forgets everything: the stream ended, and what it had not written

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -47,6 +48,10 @@ type Subscriber struct {
 	session string
 	mode    Mode
 	release func() // called once it left the registry (Hub.remove); may be nil
+	opened  time.Time
+	// replayed counts what the handler wrote before Attach or Serve
+	// (NoteReplayed), for Closed.
+	replayed atomic.Int64
 
 	done   chan struct{} // closed when the stream ends (closed is set)
 	notify chan struct{} // Goroutine mode: an event or the end is waiting; buffered 1
@@ -90,6 +95,7 @@ func newSubscriber(h *Hub, rooms []string, session string, mode Mode, release fu
 		session: session,
 		mode:    mode,
 		release: release,
+		opened:  time.Now(),
 		roomIdx: make([]int, len(rooms)),
 		done:    make(chan struct{}),
 		notify:  make(chan struct{}, 1),
@@ -98,6 +104,18 @@ func newSubscriber(h *Hub, rooms []string, session string, mode Mode, release fu
 		s.pos = newPosition(rooms, nil)
 	}
 	return s
+}
+
+// NoteReplayed records that the stream's handler wrote n events itself
+// (a replay, before Attach or Serve): they count in its Closed summary.
+func (s *Subscriber) NoteReplayed(n int) { s.replayed.Add(int64(n)) }
+
+// summary is s's Closed, once it ended.
+func (s *Subscriber) summary() Closed {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return Closed{Rooms: s.rooms, Mode: s.mode, Reason: s.reason, Duration: time.Since(s.opened),
+		Events: s.q.sentEvents, Bytes: s.q.sentBytes, Replayed: s.replayed.Load()}
 }
 
 // Done is closed when the stream has ended, for whatever reason.

@@ -63,14 +63,6 @@ func New() *Renderer {
 	return &Renderer{md: newMarkdown(), policy: newPolicy(), cache: make(map[string]template.HTML, cacheSize)}
 }
 
-// Default returns the process's Renderer, built on first use. Its only
-// state is the cache of a pure function, so sharing it shares nothing
-// observable.
-var Default = sync.OnceValue(New)
-
-// HTML renders text with the Default renderer.
-func HTML(text string) template.HTML { return Default().HTML(text) }
-
 // HTML returns text as safe HTML: Markdown rendered, then sanitised. It
 // never fails; text that renders to nothing is shown escaped. Recent
 // results are reused: a message is rendered when published, and the pages
