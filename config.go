@@ -25,6 +25,7 @@ type config struct {
 	sessionMaxAge   time.Duration
 	secureCookies   bool
 	trustedProxies  string
+	publicURL       string
 	tlsCert         string
 	tlsKey          string
 	h2c             bool
@@ -125,6 +126,7 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	dur(&c.sessionMaxAge, "session-max-age", "SESSION_MAX_AGE", 7*24*time.Hour, "how long a login lasts")
 	boolean(&c.secureCookies, "secure-cookies", "SECURE_COOKIES", false, "always mark the session cookie Secure (the site is served over HTTPS)")
 	str(&c.trustedProxies, "trusted-proxies", "TRUSTED_PROXIES", "", "comma-separated IPs or CIDRs of reverse proxies whose X-Forwarded-For/-Proto are believed")
+	str(&c.publicURL, "public-url", "PUBLIC_URL", "", "comma-separated public URLs of the site, e.g. https://chat.example.org: their origins pass the cross-origin check, and https there means Secure cookies")
 	str(&c.tlsCert, "tls-cert", "TLS_CERT", "", "TLS certificate file: serve HTTPS (and HTTP/2)")
 	str(&c.tlsKey, "tls-key", "TLS_KEY", "", "TLS key file")
 	boolean(&c.h2c, "h2c", "H2C", false, "also accept unencrypted HTTP/2 (for a proxy speaking h2c)")
@@ -308,6 +310,8 @@ func (c config) validate() error {
 	check(aerr == nil, "-admins: %v", aerr)
 	_, err = parseProxies(c.trustedProxies)
 	check(err == nil, "-trusted-proxies: %v", err)
+	_, err = parsePublicURLs(c.publicURL)
+	check(err == nil, "-public-url (PUBLIC_URL): %v", err)
 	if c.redisURL != "" {
 		client, _, _, err := newRedisClient(c.redisURL)
 		check(err == nil, "-redis (REDIS_URL) %s: %v", redactURL(c.redisURL), err)

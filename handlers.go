@@ -73,6 +73,7 @@ type deps struct {
 	slots       *streamSlots // stream caps per login and client address, all instances
 	metricsFrom proxyTrust   // peers that may read /metrics
 	mod         moderationConfig
+	origins     publicURLs // trusted by the cross-origin check besides the request's own Host
 }
 
 // roomLimits bound what one user can do with rooms.
@@ -95,7 +96,13 @@ func newServer(d deps) http.Handler {
 	mux := http.NewServeMux()
 	addRoutes(mux, d)
 	var h http.Handler = mux
-	h = http.NewCrossOriginProtection().Handler(h)
+	csrf := http.NewCrossOriginProtection()
+	for _, o := range d.origins {
+		if err := csrf.AddTrustedOrigin(o); err != nil { // validated in parseConfig
+			d.log.Error("public url not trusted", "origin", o, "err", err)
+		}
+	}
+	h = csrf.Handler(h)
 	h = securityHeaders(h, d.sessions.proxies)
 	h = recoverPanics(h, d.log)
 	h = logRequests(h, d.log, d.sessions.proxies)

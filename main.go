@@ -104,6 +104,11 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 	}
 	proxies, _ := parseProxies(cfg.trustedProxies)  // validated in parseConfig
 	metricsFrom, _ := parseProxies(cfg.metricsFrom) // likewise
+	public, _ := parsePublicURLs(cfg.publicURL)     // likewise
+	secureCookies := cfg.secureCookies || public.https()
+	if len(public) > 0 {
+		log.Info("public url", "origins", public.String(), "secure_cookies", secureCookies)
+	}
 	slots := newStreamSlots(rc.client, cfg.perSession, cfg.streamsPerAddr, log)
 	admins, _ := parseAdmins(cfg.admins) // validated in parseConfig
 	md := markup.New()
@@ -169,7 +174,7 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 		log:         log,
 		pages:       pages,
 		markup:      md,
-		sessions:    newSessionStore(secrets, cfg.sessionMaxAge, cfg.secureCookies, proxies),
+		sessions:    newSessionStore(secrets, cfg.sessionMaxAge, secureCookies, proxies),
 		broker:      b,
 		hub:         h,
 		rdb:         rc.client,
@@ -183,6 +188,7 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 		online:      newOnlineReads(pres, 3*time.Second),
 		names:       names,
 		static:      static,
+		origins:     public,
 		slots:       slots,
 		metricsFrom: metricsFrom,
 		posts: postLimits{

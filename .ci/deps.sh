@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the tests need: redis-server, redis-cli (Debian packages
-# redis-server, redis-tools), /usr/bin/chromium (package chromium) and npm
-# (for the browser tests' npm packages, installed by .ci/npm-deps.sh).
+# redis-server, redis-tools), /usr/bin/chromium (package chromium), npm
+# (for the browser tests' npm packages, installed by .ci/npm-deps.sh) and
+# /usr/sbin/nginx (package nginx: the proxy tests run it with the shipped
+# deploy/nginx config).
 # Called by `make deps`. Idempotent: does nothing when all are present.
 set -euo pipefail
 
@@ -10,13 +12,14 @@ command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
+[ -x /usr/sbin/nginx ] || missing+=(nginx)
 
 if [ ${#missing[@]} -eq 0 ]; then
-	echo "deps: redis-server, redis-cli, /usr/bin/chromium and npm present"
+	echo "deps: redis-server, redis-cli, /usr/bin/chromium, npm and /usr/sbin/nginx present"
 	exit 0
 fi
 
-packages=(redis-server redis-tools chromium npm)
+packages=(redis-server redis-tools chromium npm nginx)
 
 if [ "$(id -u)" -eq 0 ]; then
 	sudo=()
@@ -31,8 +34,8 @@ fi
 
 echo "deps: missing ${missing[*]}; installing ${packages[*]}"
 
-# The tests start their own redis-server processes on free ports, so the
-# system service is not wanted. Deny service starts during the install with
+# The tests start their own redis-server and nginx processes on free ports,
+# so the system services are not wanted. Deny service starts during the install with
 # a temporary policy-rc.d (honoured by invoke-rc.d and deb-systemd-invoke),
 # unless one exists already: in a container without an init system a failed
 # service start would otherwise make the package's postinst, and so the whole
@@ -59,7 +62,7 @@ status=0
 if [ "$status" -ne 0 ]; then
 	# A postinst that failed only on starting a service leaves the binaries
 	# installed; accept that, report anything else.
-	if command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1 && [ -x /usr/bin/chromium ] && command -v npm >/dev/null 2>&1; then
+	if command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1 && [ -x /usr/bin/chromium ] && command -v npm >/dev/null 2>&1 && [ -x /usr/sbin/nginx ]; then
 		echo "deps: apt-get install exited with $status, but all binaries are installed; continuing" >&2
 	else
 		echo "deps: apt-get install failed with status $status" >&2
@@ -71,4 +74,5 @@ for bin in redis-server redis-cli; do
 	command -v "$bin" >/dev/null 2>&1 || { echo "deps: $bin still missing" >&2; exit 1; }
 done
 [ -x /usr/bin/chromium ] || { echo "deps: /usr/bin/chromium still missing" >&2; exit 1; }
+[ -x /usr/sbin/nginx ] || { echo "deps: /usr/sbin/nginx still missing" >&2; exit 1; }
 echo "deps: installed"
