@@ -1,0 +1,304 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/emulation"
+	"github.com/chromedp/cdproto/input"
+	"github.com/chromedp/chromedp"
+	"github.com/redis/go-redis/v9"
+
+	"chatroom/internal/chat"
+	"chatroom/internal/redistest"
+)
+
+// storedAt is a history entry written straight into Redis, at a chosen time.
+type storedAt struct {
+	user string
+	text string
+	at   time.Time
+}
+
+// fillRoomAt stores msgs in room's history as the publish script would
+// (the sender's uid is their name), with their own send times.
+func fillRoomAt(t testing.TB, rs *redistest.Server, room string, msgs []storedAt) []string {
+	t.Helper()
+	ctx := context.Background()
+	cmds, err := rs.Client().Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, m := range msgs {
+			body, _ := chat.Message{User: m.user, UID: m.user, Text: m.text, Time: m.at.UTC()}.Body()
+			p.XAdd(ctx, &redis.XAddArgs{Stream: "chat:{" + room + "}:history", Values: []any{"s", i + 1, "m", string(body)}})
+		}
+		p.Set(ctx, "chat:{"+room+"}:seq", len(msgs), 0)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := make([]string, len(msgs))
+	for i := range msgs {
+		ids[i] = cmds[i].(*redis.StringCmd).Val()
+	}
+	return ids
+}
+
+// readerZone is a fixed time zone, not UTC, in which it is about noon now:
+// "today" then has room for messages after midnight, and a local day
+// differs from the UTC one.
+func readerZone(t *testing.T) (string, *time.Location) {
+	t.Helper()
+	offset := 12 - time.Now().UTC().Hour() // hours east of UTC
+	if offset == 0 {
+		offset = 1
+	}
+	// The Etc zones have the POSIX sign: Etc/GMT-3 is three hours east.
+	name := fmt.Sprintf("Etc/GMT%+d", -offset)
+	loc, err := time.LoadLocation(name)
+	if err != nil {
+		t.Fatalf("time zone %s: %v", name, err)
+	}
+	return name, loc
+}
+
+// setReaderZone makes the tab's page live in the time zone name.
+func (b *browserTab) setReaderZone(name string) {
+	b.t.Helper()
+	if _, err := chromedp.Call(b.ctx, emulation.SetTimezoneOverride, emulation.SetTimezoneOverrideParams{TimezoneID: name}); err != nil {
+		b.t.Fatalf("%s: time zone %s: %v", b.name, name, err)
+	}
+}
+
+// shownItem is one item of the message list, as the page shows it.
+type shownItem struct {
+	Kind   string `json:"kind"` // "msg", "day", "presence", "notice" or another class
+	Text   string `json:"text"`
+	UID    string `json:"uid"`
+	Cont   bool   `json:"cont"`
+	Colour string `json:"colour"` // the name's colour class
+	NameW  int    `json:"nameW"`  // the name's rendered width (1 px or less: visually hidden)
+	Title  string `json:"title"`  // the time's title
+	Dir    string `json:"dir"`    // the name's dir
+}
+
+const shownItemsJS = `[...document.querySelectorAll("#messages > li")].map((li) => {
+	const kind = li.matches(".msg.notice") ? "notice" : li.classList.contains("msg") ? "msg" : li.className.split(" ")[0];
+	const user = li.querySelector(".user"), time = li.querySelector("time");
+	return {
+		kind,
+		text: kind === "msg" ? li.querySelector(".text").textContent : li.textContent,
+		uid: li.dataset.uid || "",
+		cont: li.classList.contains("cont"),
+		colour: user ? [...user.classList].filter((c) => /^c\d+$/.test(c)).join(" ") : "",
+		nameW: user ? Math.round(user.getBoundingClientRect().width) : 0,
+		title: time ? time.title : "",
+		dir: user ? user.dir : "",
+	};
+})`
+
+// listShape writes the list compactly: "[day label]", "text" for a message
+// starting a group, "+text" for a continuation, "(presence line)".
+func listShape(items []shownItem) []string {
+	var out []string
+	for _, it := range items {
+		switch it.Kind {
+		case "msg":
+			out = append(out, map[bool]string{true: "+", false: ""}[it.Cont]+it.Text)
+		case "day":
+			out = append(out, "["+it.Text+"]")
+		case "presence", "notice":
+			out = append(out, "("+it.Text+")")
+		}
+	}
+	return out
+}
+
+// dayName is how the page names a day that is neither today nor yesterday
+// (toLocaleDateString with dateStyle "full", Chromium's en-US).
+func dayName(d time.Time) string { return d.Format("Monday, January 2, 2006") }
+
+// TestBrowserLooksGroupsDaysColours: with messages at chosen times (written
+// straight into Redis) and a reader in a time zone that is not UTC,
+// consecutive messages of one sender within 5 minutes on one local day are
+// grouped (name visually hidden but there, time on hover); other senders,
+// longer gaps, local midnight and a join line break a group; a day separator
+// (Today, Yesterday, the full date) stands before each local day, once, on
+// the server-rendered page, after scroll-back (whose boundary is regrouped)
+// and for live messages; each sender's name has one colour, the one the
+// server picks, everywhere (server-rendered, scroll-back, live, members
+// list), and dir="auto"; each time's title is the full local date and time.
+func TestBrowserLooksGroupsDaysColours(t *testing.T) {
+	zone, loc := readerZone(t)
+	now := time.Now().In(loc)
+	today := time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, loc)
+	d3 := today.AddDate(0, 0, -3)
+	rs := redistest.Start(t)
+	fillRoomAt(t, rs, "dev", []storedAt{
+		{"bob", "d3-1", d3.Add(10 * time.Hour)},
+		{"bob", "d3-2", d3.Add(10*time.Hour + 2*time.Minute)},  // continues
+		{"bob", "d3-3", d3.Add(10*time.Hour + 9*time.Minute)},  // 7 minutes later: a new group
+		{"carol", "d3-4", d3.Add(10*time.Hour + 10*time.Minute)}, // another sender
+		{"carol", "y-1", today.Add(-2 * time.Minute)},            // yesterday, 23:58
+		{"carol", "t-1", today.Add(time.Minute)},                 // 3 minutes later, but today
+		{"carol", "t-2", today.Add(2 * time.Minute)},             // rendered from here (-page-history 2)
+		{"carol", "t-3", today.Add(3 * time.Minute)},
+	})
+	fillRoomAt(t, rs, "ops", []storedAt{{"bob", "ops-old", d3.Add(9 * time.Hour)}})
+	srv := startServer(t, rs.URL(), "-page-history", "2")
+	carol := login(t, srv.URL, "carol")
+	carol.join("dev", "ops")
+
+	// The server's page, before any script: a UTC full date in each title.
+	plain := carol.get("/r/dev")
+	wantTitle := `title="` + today.Add(2*time.Minute).UTC().Format("Monday, 2 January 2006, 15:04:05 UTC") + `"`
+	if !strings.Contains(plain.body, wantTitle) {
+		t.Errorf("the server-rendered page lacks the UTC full date %s", wantTitle)
+	}
+	if !strings.Contains(plain.body, `<b class="user c`+fmt.Sprint(senderColour("carol"))+`" dir="auto">carol</b>`) {
+		t.Errorf("the server-rendered name lacks its colour class and dir=auto: %s", clip(plain.body[strings.Index(plain.body, `id="messages"`):], 600))
+	}
+
+	browser := startBrowser(t)
+	alice := newBrowserTab(t, browser, "alice")
+	alice.setReaderZone(zone)
+	alice.loginInto(srv.URL, "/r/dev", "alice")
+	alice.waitFor("connected", pageConnectedJS)
+
+	check := func(when string, want []string) []shownItem {
+		t.Helper()
+		items := pageEval[[]shownItem](alice, shownItemsJS)
+		if got := listShape(items); !slices.Equal(got, want) {
+			t.Errorf("%s: the list reads\n%q\nwant\n%q", when, got, want)
+		}
+		return items
+	}
+	items := check("rendered", []string{"[Today]", "t-2", "+t-3"})
+
+	// Scroll back: the older page lands above; the "Today" separator that
+	// was at the top moves above t-1 (not doubled), t-2 now continues t-1.
+	pageEval[bool](alice, `(() => { const l = document.getElementById("messages"); l.scrollTop = 0; l.dispatchEvent(new Event("scroll")); return true; })()`)
+	alice.waitFor("the older page", `!!document.querySelector("#messages li.history-start")`)
+	items = check("after scroll-back", []string{"[" + dayName(d3) + "]", "d3-1", "+d3-2", "d3-3", "d3-4", "[Yesterday]", "y-1", "[Today]", "t-1", "+t-2", "+t-3"})
+
+	// Live: after t-3 (over 5 minutes ago) a new group, then one that
+	// continues it; a join line in between breaks the group.
+	carol.post2("dev", "live-1")
+	alice.waitLastMessage("carol", "live-1")
+	carol.post2("dev", "live-2")
+	alice.waitLastMessage("carol", "live-2")
+	dave := login(t, srv.URL, "dave")
+	dave.join("dev")
+	stream := dave.openStream("", "")
+	defer stream.Close()
+	alice.waitFor("dave's join line", `!!document.querySelector("#messages li.presence")`)
+	carol.post2("dev", "live-3")
+	alice.waitLastMessage("carol", "live-3")
+	alice.typeAndSend("mine")
+	alice.waitLastMessage("alice", "mine")
+	alice.typeAndSend("mine again")
+	alice.waitLastMessage("alice", "mine again")
+	items = check("live", []string{"[" + dayName(d3) + "]", "d3-1", "+d3-2", "d3-3", "d3-4", "[Yesterday]", "y-1", "[Today]", "t-1", "+t-2", "+t-3",
+		"live-1", "+live-2", "(dave joined)", "live-3", "mine", "+mine again"})
+
+	// One colour per sender, the server's, in every kind of item; names
+	// with dir="auto"; a continuation's name there but visually hidden;
+	// every time's title the full local date and time.
+	for _, it := range items {
+		if it.Kind != "msg" {
+			continue
+		}
+		if want := fmt.Sprintf("c%d", senderColour(it.UID)); it.Colour != want {
+			t.Errorf("%q by %s: colour class %q, want %q", it.Text, it.UID, it.Colour, want)
+		}
+		if it.Dir != "auto" {
+			t.Errorf("%q by %s: name dir %q, want auto", it.Text, it.UID, it.Dir)
+		}
+		if it.Cont && it.NameW > 1 {
+			t.Errorf("%q continues a group but shows its name (%d px wide)", it.Text, it.NameW)
+		}
+		if !it.Cont && it.NameW <= 1 {
+			t.Errorf("%q starts a group but its name is hidden", it.Text)
+		}
+	}
+	if senderColour("bob") == senderColour("carol") {
+		t.Log("bob and carol share a colour: the test still checks each against the server's pick")
+	}
+	titles := pageEval[[]string](alice, `[...document.querySelectorAll("#messages time")].map((t) => t.dateTime + "|" + t.title)`)
+	for _, s := range titles {
+		dt, title, _ := strings.Cut(s, "|")
+		at, err := time.Parse(time.RFC3339Nano, dt)
+		if err != nil {
+			t.Fatalf("a time's datetime %q: %v", dt, err)
+		}
+		at = at.In(loc)
+		// en-US "full"/"medium": "Monday, November 30, 2026 at 11:02:03 AM".
+		want := at.Format("Monday, January 2, 2006") + " at " + at.Format("3:04:05 PM")
+		if title != want {
+			t.Errorf("a time's title is %q, want the local full date and time %q", title, want)
+		}
+	}
+	members := pageEval[[]string](alice, `(document.getElementById("online").click(),
+		[...document.querySelectorAll("#members li")].map((li) => li.dataset.uid + " " + li.querySelector(".user").className + " " + li.querySelector(".user").dir))`)
+	if len(members) == 0 {
+		t.Error("the members list is empty")
+	}
+	for _, m := range members {
+		f := strings.Fields(m)
+		if len(f) != 4 || f[2] != fmt.Sprintf("c%d", senderColour(f[0])) || f[3] != "auto" {
+			t.Errorf("members list entry %q: want the sender's colour class and dir=auto", m)
+		}
+	}
+
+	// The time of a continuation shows on hover.
+	opacity := `getComputedStyle(document.querySelector("#messages li.cont:last-of-type .meta")).opacity`
+	if got := pageEval[string](alice, opacity); got != "0" {
+		t.Errorf("a continuation's time shows (opacity %s) without hover", got)
+	}
+	box := pageEval[[]float64](alice, `(() => { const r = document.querySelector("#messages li.cont:last-of-type").getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; })()`)
+	alice.do("hover", chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := chromedp.Call(ctx, input.DispatchMouseEvent, input.DispatchMouseEventParams{Type: input.DispatchMouseEventTypeMouseMoved, X: box[0], Y: box[1]})
+		return err
+	}))
+	alice.waitFor("the time shown on hover", opacity+` === "1"`)
+
+	// A live message on a new day gets its separator: ops's history is
+	// three days old.
+	alice.do("open ops", chromedp.Navigate(srv.URL+"/r/ops"))
+	alice.waitFor("connected in ops", pageConnectedJS)
+	check("ops rendered", []string{"[" + dayName(d3) + "]", "ops-old"})
+	carol.post2("ops", "ops-new")
+	alice.waitLastMessage("carol", "ops-new")
+	check("ops live", []string{"[" + dayName(d3) + "]", "ops-old", "[Today]", "ops-new"})
+	checkNoPageProblems(t, alice)
+}
+
+// post2 posts text in room with the tutorial's interface, wanting 204.
+func (c *chatClient) post2(room, text string) {
+	c.t.Helper()
+	resp := c.postForm("/r/"+room+"/post", map[string][]string{"message": {text}})
+	if resp.StatusCode != http.StatusNoContent {
+		c.t.Fatalf("post %q in %s: status %d: %s", text, room, resp.StatusCode, resp.body)
+	}
+}
+
+var wordRE = regexp.MustCompile(`[\p{L}\p{N}]+`)
+
+// repeatedPhrase returns a two-word phrase that occurs twice in s, or "".
+func repeatedPhrase(s string) string {
+	words := wordRE.FindAllString(strings.ToLower(s), -1)
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(words); i++ {
+		p := words[i] + " " + words[i+1]
+		if seen[p] {
+			return p
+		}
+		seen[p] = true
+	}
+	return ""
+}
