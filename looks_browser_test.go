@@ -141,8 +141,8 @@ func TestBrowserLooksGroupsDaysColours(t *testing.T) {
 	rs := redistest.Start(t)
 	fillRoomAt(t, rs, "dev", []storedAt{
 		{"bob", "d3-1", d3.Add(10 * time.Hour)},
-		{"bob", "d3-2", d3.Add(10*time.Hour + 2*time.Minute)},  // continues
-		{"bob", "d3-3", d3.Add(10*time.Hour + 9*time.Minute)},  // 7 minutes later: a new group
+		{"bob", "d3-2", d3.Add(10*time.Hour + 2*time.Minute)},    // continues
+		{"bob", "d3-3", d3.Add(10*time.Hour + 9*time.Minute)},    // 7 minutes later: a new group
 		{"carol", "d3-4", d3.Add(10*time.Hour + 10*time.Minute)}, // another sender
 		{"carol", "y-1", today.Add(-2 * time.Minute)},            // yesterday, 23:58
 		{"carol", "t-1", today.Add(time.Minute)},                 // 3 minutes later, but today
