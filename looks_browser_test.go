@@ -302,3 +302,83 @@ func repeatedPhrase(s string) string {
 	}
 	return ""
 }
+
+// headerShape is the header's height and how many rows its visible
+// children sit on.
+type headerShape struct {
+	Height float64 `json:"height"`
+	Rows   int     `json:"rows"`
+	Fits   bool    `json:"fits"` // every visible child within the header's width, none overlapping
+}
+
+const headerShapeJS = `(() => {
+	const h = document.querySelector("body.chat > header");
+	const tops = new Set();
+	for (const el of h.children) {
+		const r = el.getBoundingClientRect();
+		if (r.width > 0 && r.height > 0) tops.add(Math.round(r.top + r.height / 2));
+	}
+	let rows = 0, last = -1e9;
+	for (const c of [...tops].sort((a, b) => a - b)) { if (c - last > 8) rows++; last = c; }
+	const hr = h.getBoundingClientRect();
+	let fits = h.scrollWidth <= h.clientWidth && document.documentElement.scrollWidth <= innerWidth, right = hr.left;
+	for (const el of h.children) {
+		const r = el.getBoundingClientRect();
+		if (el.id === "room-name" && r.width < 20) fits = false; // squeezed out of sight
+		if (r.width === 0 || r.height === 0) continue;
+		if (r.left < right - 0.5 || r.right > hr.right + 0.5) fits = false;
+		right = r.right;
+	}
+	return { height: hr.height, rows, fits };
+})()`
+
+// TestBrowserCompactPhoneHeader: on a 360×740 phone the header is one row,
+// as high with a name of the longest length (chat.MaxNameLen) and the store
+// unavailable as with a short name and a live stream; the long name is cut
+// with an ellipsis and whole in its title, the state a short word with its
+// sentence as the status's text (read out) and title.
+func TestBrowserCompactPhoneHeader(t *testing.T) {
+	rs := redistest.Start(t, redistest.AppendOnlyAlways())
+	srv := startServer(t, rs.URL())
+	browser := startBrowser(t)
+	long := strings.Repeat("W", chat.MaxNameLen-1) + "m"
+	measure := func(name string) (*browserTab, headerShape) {
+		tab := newBrowserTab(t, browser, name)
+		tab.do("phone", chromedp.EmulateViewport(360, 740))
+		tab.loginThroughForm(srv.URL, name)
+		tab.waitFor("connected", pageConnectedJS)
+		return tab, pageEval[headerShape](tab, headerShapeJS)
+	}
+	_, short := measure("al")
+	if short.Rows != 1 || !short.Fits {
+		t.Errorf("with a short name the header has %d rows (%.0f px)", short.Rows, short.Height)
+	}
+	tab, got := measure(long)
+	if got != short {
+		t.Errorf("with a %d-character name the header is %+v, with a short one %+v", chat.MaxNameLen, got, short)
+	}
+	if title := pageEval[string](tab, `document.getElementById("me").title`); title != long {
+		t.Errorf("the name's title is %q, want the full name", title)
+	}
+	// The store unavailable: the server renders the degraded page, then the
+	// script's stream fails and says why.
+	rs.Kill()
+	tab.do("reload", chromedp.Reload())
+	tab.waitFor("the degraded state", `document.getElementById("status").className !== "status connecting"`)
+	var states []string
+	for range 3 {
+		state := pageEval[string](tab, `document.getElementById("status").className + " | " + document.getElementById("status").textContent`)
+		states = append(states, state)
+		if shape := pageEval[headerShape](tab, headerShapeJS); shape != short {
+			t.Errorf("%s with a long name, the header is %+v, with a short one and connected %+v", state, shape, short)
+		}
+		status := pageEval[[]string](tab, `(() => { const s = document.getElementById("status"); return [s.textContent, s.title, s.dataset.short]; })()`)
+		if status[0] == "" || status[1] != status[0] || status[2] == "" || len(status[2]) > len(status[0]) {
+			t.Errorf("the status reads %q, title %q, short word %q: want the sentence as text and title, and a shorter word", status[0], status[1], status[2])
+		}
+		// Each state the page goes through while Redis is down.
+		tab.poll(`document.getElementById("status").className + " | " + document.getElementById("status").textContent !== `+jsLiteral(state), 3*time.Second)
+	}
+	t.Logf("header %.0f px, one row, in states %q", short.Height, states)
+	rs.Restart()
+}

@@ -340,7 +340,7 @@
   // On a phone the header shows a short word for the state (data-short,
   // drawn by the style sheet); the full sentence stays the status's text,
   // read out and in its title.
-  const STATUS_SHORT = { connected: "", connecting: "connecting…", reconnecting: "reconnecting…", degraded: "degraded", offline: "not live", refused: "refused" };
+  const STATUS_SHORT = { connected: "", connecting: "connecting", reconnecting: "retrying", degraded: "degraded", offline: "not live", refused: "refused" };
 
   function setStatus(state, text) {
     statusEl.className = "status " + state;
@@ -592,7 +592,8 @@
           ask.abort(); // open now: only the answer was wanted
         } else {
           const why = (await r.text()).trim();
-          setStatus("refused", "Not connected: " + (why || "the server answered " + r.status) + " (retrying)");
+          const said = why || "the server answered " + r.status;
+          setStatus("refused", "Not connected: " + said + (/retry/i.test(said) ? "" : " (retrying)"));
         }
         schedule();
       })
