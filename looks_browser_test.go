@@ -382,3 +382,99 @@ func TestBrowserCompactPhoneHeader(t *testing.T) {
 	t.Logf("header %.0f px, one row, in states %q", short.Height, states)
 	rs.Restart()
 }
+
+// sendState is what the page shows once a send is over.
+const sendSettledJS = `(() => {
+	const e = document.getElementById("send-error"), s = document.getElementById("send-state");
+	return s.hidden && (!e.hidden || document.getElementById("in").value === "");
+})()`
+
+// sendAccepted types text and presses Enter until the page has it accepted
+// (the box emptied, no error), pressing again while the server says to slow
+// down; it fails the test on any other error.
+func (b *browserTab) sendAccepted(text string) {
+	b.t.Helper()
+	b.do("set the text", chromedp.SetValue(chromedp.ID("in"), text))
+	deadline := time.Now().Add(browserWait)
+	for time.Now().Before(deadline) {
+		b.pressEnter()
+		b.waitFor("the send settled", sendSettledJS)
+		shown := pageEval[[]string](b, `[String(document.getElementById("send-error").hidden), document.getElementById("send-error").textContent, document.getElementById("in").value]`)
+		if shown[0] == "true" && shown[2] == "" {
+			return
+		}
+		if !strings.Contains(shown[1], "too fast") {
+			b.t.Fatalf("%s: sending %q: %q", b.name, text, shown[1])
+		}
+		// Refused by the rate limit, which frees a token within a second
+		// (a refused try takes none): press again.
+	}
+	b.t.Fatalf("%s: %q not accepted within %v", b.name, text, browserWait)
+}
+
+// TestBrowserSendErrorsReadOnce: every way a send can be refused reads once
+// ("not sent" at most once, no phrase twice), and the error goes away once
+// a later send succeeds.
+func TestBrowserSendErrorsReadOnce(t *testing.T) {
+	rs := redistest.Start(t, redistest.AppendOnlyAlways())
+	srv := startServer(t, rs.URL(), "-max-message", "10", "-rate-posts", "1", "-rate-burst", "1")
+	browser := startBrowser(t)
+	alice := newBrowserTab(t, browser, "alice")
+	alice.loginInto(srv.URL, "/r/dev", "alice")
+	alice.waitFor("connected", pageConnectedJS)
+	inPage := func(path string) {
+		t.Helper()
+		status := pageAwait[int](alice, `fetch(`+jsLiteral(path)+`, { method: "POST", body: new URLSearchParams(), headers: { Accept: "application/json" } }).then((r) => r.status)`)
+		if status/100 != 2 {
+			t.Fatalf("POST %s from the page: %d", path, status)
+		}
+	}
+	for _, tc := range []struct {
+		name   string
+		text   string
+		before func() // makes the send fail
+		after  func() // lets a later one succeed
+		want   string
+	}{
+		{name: "empty", text: "   ", want: "Type something before sending."},
+		{name: "too long", text: "eleven char", want: "Not sent: message is too long: 11 characters, the limit is 10."},
+		{name: "rate-limited", text: "quick 2", before: func() { alice.sendAccepted("quick 1") },
+			want: "Not sent: slow down: you are sending messages too fast (limit 1 per second); try again in 1 s."},
+		{name: "not joined", text: "hello", before: func() { inPage("/r/dev/leave") }, after: func() { inPage("/r/dev/join") },
+			want: "Message not sent: join the room first (open /r/dev)."},
+		{name: "store unavailable", text: "hello", before: rs.Kill, after: func() { rs.Restart(); waitReady(t, srv.URL) },
+			want: "Message not sent: the chat store is unavailable, try again in a moment."},
+	} {
+		func() {
+			if tc.before != nil {
+				tc.before()
+			}
+			alice.do("set the text", chromedp.SetValue(chromedp.ID("in"), tc.text))
+			alice.pressEnter()
+			alice.waitFor("the error shown", `!document.getElementById("send-error").hidden && document.getElementById("send-state").hidden`)
+			shown := pageEval[string](alice, `document.getElementById("send-error").textContent`)
+			if n := strings.Count(strings.ToLower(shown), "not sent"); n > 1 {
+				t.Errorf("%s: the error says \"not sent\" %d times: %q", tc.name, n, shown)
+			}
+			if p := repeatedPhrase(shown); p != "" {
+				t.Errorf("%s: the error says %q twice: %q", tc.name, p, shown)
+			}
+			if shown != tc.want {
+				t.Errorf("%s: the error reads %q, want %q", tc.name, shown, tc.want)
+			}
+			if tc.after != nil {
+				tc.after()
+			}
+			alice.sendAccepted("ok " + strings.Fields(tc.name)[0][:3])
+			if !pageEval[bool](alice, `document.getElementById("send-error").hidden && document.getElementById("send-error").textContent === ""`) {
+				t.Errorf("%s: the error stays after a send succeeded", tc.name)
+			}
+		}()
+	}
+	// Refused posts log "Failed to load resource"; anything else is a problem.
+	for _, p := range alice.consoleProblems() {
+		if !strings.Contains(p, "Failed to load resource") {
+			t.Errorf("console: %s", p)
+		}
+	}
+}
