@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/url"
 	"regexp"
 	"slices"
 	"strings"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/input"
+	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 	"github.com/redis/go-redis/v9"
 
@@ -477,4 +479,135 @@ func TestBrowserSendErrorsReadOnce(t *testing.T) {
 			t.Errorf("console: %s", p)
 		}
 	}
+}
+
+const sessionEndedJS = `document.getElementById("send-error")?.textContent === "Your session has ended: log in again; your text is kept."`
+
+// atLoginFor is the condition that the tab shows the login page, sent there
+// to come back to path.
+func atLoginFor(path string) string {
+	return `location.pathname === "/login" && new URLSearchParams(location.search).get("next") === ` + jsLiteral(path) +
+		` && document.querySelector('#login-form input[name="next"]')?.value === ` + jsLiteral(path)
+}
+
+// waitThroughNavigation is waitFor for a condition that a navigation
+// makes true: a poll that the navigation interrupts is started again.
+func (b *browserTab) waitThroughNavigation(what, cond string) {
+	b.t.Helper()
+	deadline := time.Now().Add(browserWait)
+	for {
+		err := b.poll(cond, time.Until(deadline))
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) || !strings.Contains(err.Error(), "navigated") && !strings.Contains(err.Error(), "context") {
+			b.t.Fatalf("%s: %s: not so within %v (%v)\ncondition: %s\n%s", b.name, what, browserWait, err, cond, b.describe())
+		}
+	}
+}
+
+// logInAgain submits the login form the tab shows, as name, and expects to
+// land on path.
+func (b *browserTab) logInAgain(base, path, name string) {
+	b.t.Helper()
+	b.do("type the name", chromedp.SendKeys(chromedp.ID("user"), name))
+	ctx, cancel := context.WithTimeout(b.ctx, browserWait)
+	defer cancel()
+	resp, err := chromedp.RunResponse(ctx, chromedp.Click(chromedp.CSS(`#login-form button[type="submit"]`)))
+	if err != nil {
+		b.t.Fatalf("%s: submit the login form: %v", b.name, err)
+	}
+	if resp.Status != http.StatusOK || resp.URL != base+path {
+		b.t.Fatalf("%s: logging in again led to %d %s, want 200 %s%s", b.name, resp.Status, resp.URL, base, path)
+	}
+}
+
+// checkShownTexts requires the page's messages to be exactly want, in order.
+func checkShownTexts(t *testing.T, b *browserTab, want []string) {
+	t.Helper()
+	var texts []string
+	for _, m := range b.messages() {
+		texts = append(texts, m.Text)
+	}
+	if !slices.Equal(texts, want) {
+		t.Errorf("%s shows %q, want %q: each once", b.name, texts, want)
+	}
+}
+
+// TestBrowserSessionLostOnPost: a page whose session cookie no longer
+// verifies (as after a restart with another session key) and that sends
+// gets 401: it says the session ended, keeps the text, goes to the login
+// page for this room, and after logging in the room's box holds the text
+// again (once: the saved copy is cleared), which then sends once.
+func TestBrowserSessionLostOnPost(t *testing.T) {
+	srv := startServer(t, redistest.Start(t).URL())
+	browser := startBrowser(t)
+	alice := newBrowserTab(t, browser, "alice")
+	alice.loginInto(srv.URL, "/r/dev", "alice")
+	alice.waitFor("connected", pageConnectedJS)
+	alice.sendAccepted("before")
+	alice.do("type", chromedp.SendKeys(chromedp.ID("in"), "typed, not sent"))
+	// The stream stays open (it was let in); only the post meets the 401.
+	alice.do("a cookie signed with another key", chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		u, _ := url.Parse(srv.URL)
+		_, err := chromedp.Call(ctx, network.SetCookie, network.SetCookieParams{Name: sessionCookie, Value: "MTcwMDAwMDAwMHxmb3JnZWR8", Domain: u.Hostname(), Path: "/", HTTPOnly: new(true)})
+		return err
+	}))
+	alice.pressEnter()
+	alice.waitFor("the page says the session ended", sessionEndedJS)
+	alice.waitThroughNavigation("the login page, to come back to the room", atLoginFor("/r/dev"))
+	alice.logInAgain(srv.URL, "/r/dev", "alice")
+	alice.waitFor("the text back in the box", `document.getElementById("in").value === "typed, not sent"`)
+	if saved := pageEval[string](alice, `sessionStorage.getItem("chat.draft.dev") ?? "(none)"`); saved != "(none)" {
+		t.Errorf("the saved draft %q is left in sessionStorage after it was restored", saved)
+	}
+	alice.waitFor("connected", pageConnectedJS)
+	alice.pressEnter()
+	alice.waitLastMessage("alice", "typed, not sent")
+	alice.do("reload", chromedp.Reload())
+	alice.waitFor("connected", pageConnectedJS)
+	if got := pageEval[string](alice, `document.getElementById("in").value`); got != "" {
+		t.Errorf("after a reload the box holds %q: the saved draft was not cleared", got)
+	}
+	checkShownTexts(t, alice, []string{"before", "typed, not sent"})
+}
+
+// TestBrowserSessionLostOnRestart (issue 10 part 9): the server restarts
+// on the same address with another session key, so the page's cookie is
+// no longer valid. With text typed and Enter pressed, the page sends the
+// user to the login page for this room, whichever of the post and the
+// stream meets the 401 first; after logging in the room shows the text in
+// the box, and nothing was lost or sent twice.
+func TestBrowserSessionLostOnRestart(t *testing.T) {
+	rs := redistest.Start(t, redistest.AppendOnlyAlways())
+	addr := browserFreeAddr(t)
+	key := func(c string) string { return "-session-keys=" + strings.Repeat(c, 32) }
+	server := startProcess(t, rs.URL(), addr, key("a"))
+	base := server.URL
+	browser := startBrowser(t)
+	alice := newBrowserTab(t, browser, "alice")
+	alice.loginInto(base, "/r/dev", "alice")
+	alice.waitFor("connected", pageConnectedJS)
+	alice.sendAccepted("before the restart")
+	alice.do("type", chromedp.SendKeys(chromedp.ID("in"), "typed during the restart"))
+
+	server.kill()
+	server = startProcess(t, rs.URL(), addr, key("b"))
+	// Enter, unless the stream has already met the 401 and left the page.
+	pressed := pageEval[bool](alice, `(() => {
+		const box = document.getElementById("in");
+		if (!box || location.pathname !== "/r/dev" || box.value === "") return false;
+		return (box.dispatchEvent(new KeyboardEvent("keydown", { key: "Enter", bubbles: true, cancelable: true })), true);
+	})()`)
+	t.Logf("Enter pressed before the stream met the 401: %v", pressed)
+	alice.waitThroughNavigation("the login page, to come back to the room", atLoginFor("/r/dev"))
+	alice.logInAgain(base, "/r/dev", "alice")
+	alice.waitFor("the text back in the box", `document.getElementById("in").value === "typed during the restart"`)
+	alice.waitFor("connected", pageConnectedJS)
+	checkShownTexts(t, alice, []string{"before the restart"})
+	alice.pressEnter()
+	alice.waitLastMessage("alice", "typed during the restart")
+	alice.do("reload", chromedp.Reload())
+	alice.waitFor("connected", pageConnectedJS)
+	checkShownTexts(t, alice, []string{"before the restart", "typed during the restart"})
 }
