@@ -574,10 +574,10 @@ func TestBrowserSessionLostOnPost(t *testing.T) {
 
 // TestBrowserSessionLostOnRestart (issue 10 part 9): the server restarts
 // on the same address with another session key, so the page's cookie is
-// no longer valid. With text typed and Enter pressed, the page sends the
-// user to the login page for this room, whichever of the post and the
-// stream meets the 401 first; after logging in the room shows the text in
-// the box, and nothing was lost or sent twice.
+// no longer valid. With text typed, the page sends the user to the login
+// page for this room, whether Enter is pressed (the post or the stream
+// meets the 401 first) or not (the stream alone); after logging in the
+// room shows the text in the box, and nothing was lost or sent twice.
 func TestBrowserSessionLostOnRestart(t *testing.T) {
 	rs := redistest.Start(t, redistest.AppendOnlyAlways())
 	addr := browserFreeAddr(t)
@@ -588,26 +588,33 @@ func TestBrowserSessionLostOnRestart(t *testing.T) {
 	alice := newBrowserTab(t, browser, "alice")
 	alice.loginInto(base, "/r/dev", "alice")
 	alice.waitFor("connected", pageConnectedJS)
-	alice.sendAccepted("before the restart")
-	alice.do("type", chromedp.SendKeys(chromedp.ID("in"), "typed during the restart"))
+	alice.sendAccepted("before the restarts")
+	sent := []string{"before the restarts"}
 
-	server.kill()
-	server = startProcess(t, rs.URL(), addr, key("b"))
-	// Enter, unless the stream has already met the 401 and left the page.
-	pressed := pageEval[bool](alice, `(() => {
-		const box = document.getElementById("in");
-		if (!box || location.pathname !== "/r/dev" || box.value === "") return false;
-		return (box.dispatchEvent(new KeyboardEvent("keydown", { key: "Enter", bubbles: true, cancelable: true })), true);
-	})()`)
-	t.Logf("Enter pressed before the stream met the 401: %v", pressed)
-	alice.waitThroughNavigation("the login page, to come back to the room", atLoginFor("/r/dev"))
-	alice.logInAgain(base, "/r/dev", "alice")
-	alice.waitFor("the text back in the box", `document.getElementById("in").value === "typed during the restart"`)
-	alice.waitFor("connected", pageConnectedJS)
-	checkShownTexts(t, alice, []string{"before the restart"})
-	alice.pressEnter()
-	alice.waitLastMessage("alice", "typed during the restart")
+	for i, mode := range []string{"Enter pressed", "nothing pressed"} {
+		typed := "typed, " + mode
+		alice.do("type", chromedp.SendKeys(chromedp.ID("in"), typed))
+		server.kill()
+		server = startProcess(t, rs.URL(), addr, key(string(rune('b'+i))))
+		if mode == "Enter pressed" {
+			// Enter, unless the stream has already met the 401 and left the page.
+			pressed := pageEval[bool](alice, `(() => {
+				const box = document.getElementById("in");
+				if (!box || location.pathname !== "/r/dev" || box.value === "") return false;
+				return (box.dispatchEvent(new KeyboardEvent("keydown", { key: "Enter", bubbles: true, cancelable: true })), true);
+			})()`)
+			t.Logf("Enter pressed before the stream met the 401: %v", pressed)
+		}
+		alice.waitThroughNavigation(mode+": the login page, to come back to the room", atLoginFor("/r/dev"))
+		alice.logInAgain(base, "/r/dev", "alice")
+		alice.waitFor(mode+": the text back in the box", `document.getElementById("in").value === `+jsLiteral(typed))
+		alice.waitFor("connected", pageConnectedJS)
+		checkShownTexts(t, alice, sent)
+		alice.pressEnter()
+		alice.waitLastMessage("alice", typed)
+		sent = append(sent, typed)
+	}
 	alice.do("reload", chromedp.Reload())
 	alice.waitFor("connected", pageConnectedJS)
-	checkShownTexts(t, alice, []string{"before the restart", "typed during the restart"})
+	checkShownTexts(t, alice, sent)
 }
