@@ -143,13 +143,13 @@ func TestBrowserLooksGroupsDaysColours(t *testing.T) {
 	rs := redistest.Start(t)
 	fillRoomAt(t, rs, "dev", []storedAt{
 		{"bob", "d3-1", d3.Add(10 * time.Hour)},
-		{"bob", "d3-2", d3.Add(10*time.Hour + 2*time.Minute)},    // continues
-		{"bob", "d3-3", d3.Add(10*time.Hour + 9*time.Minute)},    // 7 minutes later: a new group
-		{"carol", "d3-4", d3.Add(10*time.Hour + 10*time.Minute)}, // another sender
-		{"carol", "y-1", today.Add(-2 * time.Minute)},            // yesterday, 23:58
-		{"carol", "t-1", today.Add(time.Minute)},                 // 3 minutes later, but today
-		{"carol", "t-2", today.Add(2 * time.Minute)},             // rendered from here (-page-history 2)
-		{"carol", "t-3", today.Add(3 * time.Minute)},
+		{"bob", "d3-2", d3.Add(10*time.Hour + 2*time.Minute)},               // continues
+		{"bob", "d3-3", d3.Add(10*time.Hour + 9*time.Minute)},               // 7 minutes later: a new group
+		{"carol", "d3-4", d3.Add(10*time.Hour + 10*time.Minute)},            // another sender
+		{"carol", "y-1", today.Add(-2 * time.Minute)},                       // yesterday, 23:58
+		{"carol", "t-1", today.Add(time.Minute)},                            // 3 minutes later, but today
+		{"carol", "t-2", today.Add(2 * time.Minute)},                        // rendered from here (-page-history 2)
+		{"carol", "t-3 https://example.com/t3", today.Add(3 * time.Minute)}, // a link: focusable
 	})
 	fillRoomAt(t, rs, "ops", []storedAt{{"bob", "ops-old", d3.Add(9 * time.Hour)}})
 	srv := startServer(t, rs.URL(), "-page-history", "2")
@@ -180,13 +180,13 @@ func TestBrowserLooksGroupsDaysColours(t *testing.T) {
 		}
 		return items
 	}
-	items := check("rendered", []string{"[Today]", "t-2", "+t-3"})
+	items := check("rendered", []string{"[Today]", "t-2", "+t-3 https://example.com/t3"})
 
 	// Scroll back: the older page lands above; the "Today" separator that
 	// was at the top moves above t-1 (not doubled), t-2 now continues t-1.
 	pageEval[bool](alice, `(() => { const l = document.getElementById("messages"); l.scrollTop = 0; l.dispatchEvent(new Event("scroll")); return true; })()`)
 	alice.waitFor("the older page", `!!document.querySelector("#messages li.history-start")`)
-	items = check("after scroll-back", []string{"[" + dayName(d3) + "]", "d3-1", "+d3-2", "d3-3", "d3-4", "[Yesterday]", "y-1", "[Today]", "t-1", "+t-2", "+t-3"})
+	items = check("after scroll-back", []string{"[" + dayName(d3) + "]", "d3-1", "+d3-2", "d3-3", "d3-4", "[Yesterday]", "y-1", "[Today]", "t-1", "+t-2", "+t-3 https://example.com/t3"})
 
 	// Live: after t-3 (over 5 minutes ago) a new group, then one that
 	// continues it; a join line in between breaks the group.
@@ -205,7 +205,7 @@ func TestBrowserLooksGroupsDaysColours(t *testing.T) {
 	alice.waitLastMessage("alice", "mine")
 	alice.typeAndSend("mine again")
 	alice.waitLastMessage("alice", "mine again")
-	items = check("live", []string{"[" + dayName(d3) + "]", "d3-1", "+d3-2", "d3-3", "d3-4", "[Yesterday]", "y-1", "[Today]", "t-1", "+t-2", "+t-3",
+	items = check("live", []string{"[" + dayName(d3) + "]", "d3-1", "+d3-2", "d3-3", "d3-4", "[Yesterday]", "y-1", "[Today]", "t-1", "+t-2", "+t-3 https://example.com/t3",
 		"live-1", "+live-2", "(dave joined)", "live-3", "mine", "+mine again"})
 
 	// One colour per sender, the server's, in every kind of item; names
@@ -257,7 +257,14 @@ func TestBrowserLooksGroupsDaysColours(t *testing.T) {
 		}
 	}
 
-	// The time of a continuation shows on hover.
+	// The time of a continuation shows on focus (of a link in it) and on hover.
+	const linkMeta = `getComputedStyle(document.querySelector('#messages li.cont a[href="https://example.com/t3"]').closest("li").querySelector(".meta")).opacity`
+	if got := pageEval[string](alice, linkMeta); got != "0" {
+		t.Errorf("a continuation's time shows (opacity %s) without focus", got)
+	}
+	pageEval[bool](alice, `(document.querySelector('#messages li.cont a[href="https://example.com/t3"]').focus(), true)`)
+	alice.waitFor("the time shown on focus", linkMeta+` === "1"`)
+	pageEval[bool](alice, `(document.activeElement.blur(), true)`)
 	opacity := `getComputedStyle(document.querySelector("#messages li.cont:last-of-type .meta")).opacity`
 	if got := pageEval[string](alice, opacity); got != "0" {
 		t.Errorf("a continuation's time shows (opacity %s) without hover", got)
@@ -310,7 +317,7 @@ func repeatedPhrase(s string) string {
 type headerShape struct {
 	Height float64 `json:"height"`
 	Rows   int     `json:"rows"`
-	Fits   bool    `json:"fits"` // every visible child within the header's width, none overlapping
+	Fits   bool    `json:"fits"` // every visible child within the header's width, none overlapping, no button empty
 }
 
 const headerShapeJS = `(() => {
@@ -330,6 +337,9 @@ const headerShapeJS = `(() => {
 		if (r.width === 0 || r.height === 0) continue;
 		if (r.left < right - 0.5 || r.right > hr.right + 0.5) fits = false;
 		right = r.right;
+	}
+	for (const b of h.querySelectorAll("button")) {
+		if (!b.hidden && b.getBoundingClientRect().width < 24) fits = false; // an empty button
 	}
 	return { height: hr.height, rows, fits };
 })()`
