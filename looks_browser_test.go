@@ -246,7 +246,7 @@ func TestBrowserLooksGroupsDaysColours(t *testing.T) {
 		}
 	}
 	members := pageEval[[]string](alice, `(document.getElementById("online").click(),
-		[...document.querySelectorAll("#members li")].map((li) => li.dataset.uid + " " + li.querySelector(".user").className + " " + li.querySelector(".user").dir))`)
+		[...document.querySelectorAll("#members li")].map((li) => li.dataset.uid + " " + [...li.classList].filter((c) => /^(user|c\d+)$/.test(c)).join(" ") + " " + li.dir))`)
 	if len(members) == 0 {
 		t.Error("the members list is empty")
 	}
@@ -627,4 +627,50 @@ func TestBrowserSessionLostOnRestart(t *testing.T) {
 	alice.do("reload", chromedp.Reload())
 	alice.waitFor("connected", pageConnectedJS)
 	checkShownTexts(t, alice, sent)
+}
+
+// TestBrowserSenderColoursContrast: a page with a message from a sender of
+// each of the palette's colours (and one's own) has no axe-core colour
+// contrast violation, in the light and in the dark theme.
+func TestBrowserSenderColoursContrast(t *testing.T) {
+	axe := axeSource(t)
+	rs := redistest.Start(t)
+	var msgs []storedAt
+	seen := map[uint32]bool{}
+	for i := 0; len(seen) < senderColours && i < 1000; i++ {
+		name := fmt.Sprintf("user%d", i)
+		if c := senderColour(name); !seen[c] {
+			seen[c] = true
+			msgs = append(msgs, storedAt{name, "colour " + fmt.Sprint(c), time.Now().Add(-time.Duration(20-len(msgs)) * time.Minute)})
+		}
+	}
+	if len(seen) != senderColours {
+		t.Fatalf("found senders for %d of %d colours", len(seen), senderColours)
+	}
+	fillRoomAt(t, rs, "chat", msgs)
+	srv := startServer(t, rs.URL())
+	browser := startBrowser(t)
+	tab := newBrowserTab(t, browser, "alice")
+	tab.loginThroughForm(srv.URL, "alice")
+	tab.waitFor("connected", pageConnectedJS)
+	tab.typeAndSend("my own")
+	tab.waitLastMessage("alice", "my own")
+	shown := pageEval[[]string](tab, `[...new Set([...document.querySelectorAll("#messages .user")].map((u) => getComputedStyle(u).color))]`)
+	if len(shown) < senderColours {
+		t.Fatalf("the page shows %d name colours, want %d: %q", len(shown), senderColours, shown)
+	}
+	for _, scheme := range []string{"light", "dark"} {
+		if _, err := chromedp.Call(tab.ctx, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
+			Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: scheme}}}); err != nil {
+			t.Fatalf("emulate %s: %v", scheme, err)
+		}
+		// Colour contrast only: a list this long scrolls, and its keyboard
+		// access is not this test's subject.
+		pageEval[bool](tab, axe+";true")
+		v := pageAwait[[]string](tab, `axe.run(document, {runOnly: ["color-contrast"], resultTypes: ["violations"]}).then((r) =>
+			r.violations.flatMap((v) => v.nodes.map((n) => n.target.join(" ") + ": " + n.failureSummary)))`)
+		if len(v) > 0 {
+			t.Errorf("%s theme: %d colour contrast violations:\n%s", scheme, len(v), strings.Join(v, "\n"))
+		}
+	}
 }

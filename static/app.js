@@ -192,11 +192,9 @@
     const items = people.map(([uid, name]) => {
       const li = document.createElement("li");
       li.dataset.uid = uid;
-      const who = document.createElement("span");
-      who.className = "user c" + senderColour(uid);
-      who.dir = "auto";
-      who.textContent = name;
-      li.append(who);
+      li.className = "user c" + senderColour(uid);
+      li.dir = "auto";
+      li.textContent = name;
       if (uid === myUID) {
         li.classList.add("me");
         const you = document.createElement("span");
@@ -422,7 +420,6 @@
       if (day && (!earlierAt || localDay(earlierAt) !== day)) {
         const sep = document.createElement("li");
         sep.className = "day";
-        sep.setAttribute("role", "separator");
         sep.dataset.day = day;
         li.before(sep);
         added = true;
@@ -844,10 +841,17 @@
       const anchor = olderLink ? olderLink.closest("li") : null;
       if (anchor) anchor.after(...items);
       else list.prepend(...items);
-      // Regroup the loaded page and the message that was first before it.
-      const next = items.length ? items[items.length - 1].nextElementSibling : null;
-      arrange(next && next.matches("li.day, li.msg[data-id]") ? [...items, nextMessage(next)] : items);
+      // Regroup the loaded page and the message that was first before it
+      // (which can shrink, continuing a group now: its top is kept still).
+      const next = items.length ? nextMessage(items[items.length - 1].nextElementSibling) : null;
       list.scrollTop = top + (list.scrollHeight - height);
+      if (next) {
+        const shift = next.getBoundingClientRect().top;
+        arrange([...items, next]);
+        list.scrollTop += next.getBoundingClientRect().top - shift;
+      } else {
+        arrange(items);
+      }
       if (!page.more) {
         historyDone = true;
         if (anchor) anchor.remove();
