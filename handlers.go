@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"html/template"
 	"log/slog"
 	"math"
@@ -148,7 +149,24 @@ func parsePages(md *markup.Renderer) (*template.Template, error) {
 		"clock": func(t time.Time) string { return t.UTC().Format("15:04") },
 		"iso":   func(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) },
 		"text":  md.HTML, // a message's text as safe HTML: the only template.HTML of the pages
+		// The full UTC date and time for a message's title; the page's
+		// script replaces it with the reader's local one.
+		"fulltime": func(t time.Time) string { return t.UTC().Format("Monday, 2 January 2006, 15:04:05 UTC") },
+		"colour":   senderColour,
 	}).ParseFS(assets, "templates/*.html")
+}
+
+// senderColours is the size of the name palette (--c0 … --c9 in
+// style.css, each readable on every message background of both themes).
+const senderColours = 10
+
+// senderColour picks a sender's name colour from their uid: FNV-1a, 32
+// bits, modulo the palette, as app.js's senderColour does, so a name has
+// one colour on server-rendered, scroll-back and live messages.
+func senderColour(uid string) uint32 {
+	h := fnv.New32a()
+	h.Write([]byte(uid))
+	return h.Sum32() % senderColours
 }
 
 // render executes a page into a buffer first, so a template error becomes a

@@ -93,6 +93,12 @@
     return isNaN(d) ? "" : d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
   }
 
+  // fullTime is a message's date and time in full, for its title.
+  function fullTime(iso) {
+    const d = new Date(iso);
+    return isNaN(d) ? "" : d.toLocaleString([], { dateStyle: "full", timeStyle: "medium" });
+  }
+
   function nearBottom() {
     return list.scrollHeight - list.scrollTop - list.clientHeight < 80;
   }
@@ -154,6 +160,7 @@
     const stick = nearBottom() || m.uid === myUID;
     const li = messageItem(m);
     list.append(li);
+    arrange([li]);
     if (stick) scrollToEnd();
     noteArrival(m, li, stick);
   }
@@ -219,6 +226,8 @@
     const items = people.map(([uid, name]) => {
       const li = document.createElement("li");
       li.dataset.uid = uid;
+      li.className = "user c" + senderColour(uid);
+      li.dir = "auto";
       li.textContent = name;
       if (uid === myUID) {
         li.classList.add("me");
@@ -360,9 +369,16 @@
   }
 
   // --- status and errors ---
+  // On a phone the header shows a short word for the state (data-short,
+  // drawn by the style sheet); the full sentence stays the status's text,
+  // read out and in its title.
+  const STATUS_SHORT = { connected: "", connecting: "connecting", reconnecting: "retrying", degraded: "degraded", offline: "not live", refused: "refused" };
+
   function setStatus(state, text) {
     statusEl.className = "status " + state;
     statusEl.textContent = text;
+    statusEl.title = text;
+    statusEl.dataset.short = STATUS_SHORT[state] ?? state;
   }
 
   function showError(text) {
@@ -373,6 +389,130 @@
   function hideError() {
     errorEl.hidden = true;
     errorEl.textContent = "";
+  }
+
+  // --- looks: sender colours, groups of messages, day separators ---
+  const SENDER_COLOURS = 10; // --c0 … --c9 in style.css; senderColour in handlers.go hashes the same way
+  const GROUP_MS = 5 * 60 * 1000; // a message this close after the same sender's continues their group
+
+  // senderColour is FNV-1a (32 bits) of the uid's UTF-8, modulo the palette.
+  function senderColour(uid) {
+    let h = 0x811c9dc5;
+    for (const b of new TextEncoder().encode(uid || "")) h = Math.imul(h ^ b, 0x01000193) >>> 0;
+    return h % SENDER_COLOURS;
+  }
+
+  function sentAt(li) {
+    const t = li.querySelector("time");
+    const d = t ? new Date(t.dateTime) : new Date(NaN);
+    return isNaN(d) ? null : d;
+  }
+
+  // localDay names a date's day in the reader's time zone, "2026-11-30".
+  function localDay(d) {
+    return d.getFullYear() + "-" + String(d.getMonth() + 1).padStart(2, "0") + "-" + String(d.getDate()).padStart(2, "0");
+  }
+
+  function dayLabel(day) {
+    const [y, m, d] = day.split("-").map(Number);
+    const today = new Date();
+    const yesterday = new Date(today.getFullYear(), today.getMonth(), today.getDate() - 1);
+    if (day === localDay(today)) return "Today";
+    if (day === localDay(yesterday)) return "Yesterday";
+    return new Date(y, m - 1, d).toLocaleDateString([], { dateStyle: "full" });
+  }
+
+  function isMessage(el) {
+    return !!el && el.matches("li.msg[data-id]");
+  }
+
+  // nextMessage returns el, or the message after the day separators at el.
+  function nextMessage(el) {
+    while (el && el.matches("li.day")) el = el.nextElementSibling;
+    return el;
+  }
+
+  // arrange (re)decides, for each message item given (in list order), the
+  // day separator before it and whether it continues the group of the item
+  // before it: the same sender, within GROUP_MS, on the same local day,
+  // with nothing else (a notice, a join or leave line) between them.
+  function arrange(items) {
+    let added = false;
+    for (const li of items) {
+      if (!isMessage(li)) continue;
+      let prev = li.previousElementSibling;
+      while (prev && prev.matches("li.day")) {
+        const before = prev.previousElementSibling;
+        prev.remove(); // put back below if the day still changes here
+        prev = before;
+      }
+      const at = sentAt(li);
+      let earlier = prev; // the message before, past any other line
+      while (earlier && !isMessage(earlier)) earlier = earlier.previousElementSibling;
+      const earlierAt = earlier ? sentAt(earlier) : null;
+      const day = at ? localDay(at) : "";
+      if (day && (!earlierAt || localDay(earlierAt) !== day)) {
+        const sep = document.createElement("li");
+        sep.className = "day";
+        sep.dataset.day = day;
+        li.before(sep);
+        added = true;
+      }
+      const cont = isMessage(prev) && prev === earlier && prev.dataset.uid === li.dataset.uid && at && earlierAt &&
+        at - earlierAt >= 0 && at - earlierAt <= GROUP_MS && localDay(earlierAt) === day;
+      li.classList.toggle("cont", !!cont);
+    }
+    // "Today" becomes "Yesterday" on a page left open overnight.
+    if (added) for (const sep of list.querySelectorAll("li.day")) sep.textContent = dayLabel(sep.dataset.day);
+  }
+
+  // --- a session that ended (the server restarted with another secret,
+  // or the login expired): the typed text is kept in sessionStorage for
+  // this room, and the room's page puts it back after logging in again.
+  const DRAFT_KEY = "chat.draft." + room;
+  let sessionGone = false;
+
+  function sessionEnded() {
+    if (sessionGone) return;
+    sessionGone = true;
+    clearTimeout(retryTimer);
+    if (source) source.close();
+    const texts = outbox.splice(0).map((m) => m.text);
+    if (input.value) texts.push(input.value);
+    renderSending();
+    try {
+      const saved = sessionStorage.getItem(DRAFT_KEY) || ""; // another tab's, kept too
+      const draft = texts.join("\n");
+      const all = saved && !saved.includes(draft) ? saved + "\n" + draft : draft || saved;
+      if (all) sessionStorage.setItem(DRAFT_KEY, all);
+    } catch {
+      // storage disabled: the text is lost with the page
+    }
+    showError("Your session has ended: log in again; your text is kept.");
+    setStatus("offline", "session ended");
+    setTimeout(() => location.assign("/login?next=" + encodeURIComponent(roomPath(room))), SESSION_NOTICE_MS);
+  }
+  const SESSION_NOTICE_MS = 1500; // how long the page says so before the login page
+
+  function restoreDraft() {
+    if (body.dataset.before) return; // a history view has no message box in use
+    let draft = "";
+    try {
+      draft = sessionStorage.getItem(DRAFT_KEY) || "";
+      sessionStorage.removeItem(DRAFT_KEY);
+    } catch {
+      return;
+    }
+    if (!draft) return;
+    input.value = input.value && input.value !== draft ? draft + "\n" + input.value : draft;
+  }
+
+  // notSent words a refused send once: the server's sentence as it is when
+  // it says so itself ("message not sent: …"), else after "Not sent: ".
+  function notSent(said) {
+    const s = said.replace(/\.$/, "");
+    const text = /^message not (sent|confirmed)\b/i.test(s) ? s : "Not sent: " + s;
+    return text.charAt(0).toUpperCase() + text.slice(1) + ".";
   }
 
   // --- receiving ---
@@ -493,7 +633,7 @@
     fetch("/stream", { cache: "no-store", credentials: "same-origin", signal: ask.signal })
       .then(async (r) => {
         if (r.status === 401) {
-          location.assign("/login");
+          sessionEnded();
           return;
         }
         if (r.ok) {
@@ -504,7 +644,8 @@
           return;
         } else {
           const why = (await r.text()).trim();
-          setStatus("refused", "Not connected: " + (why || "the server answered " + r.status) + " (retrying)");
+          const said = why || "the server answered " + r.status;
+          setStatus("refused", "Not connected: " + said + (/retry/i.test(said) ? "" : " (retrying)"));
         }
         schedule();
       })
@@ -581,10 +722,12 @@
           signal: abort.signal,
         });
         if (r.status === 401) {
-          why = "Your session has ended: log in again (your text is kept here).";
+          giveBack(m);
+          sessionEnded();
+          break;
         } else if (r.status !== 204) {
           const said = (await r.text()).trim();
-          why = "Not sent: " + (said || "the server answered " + r.status) + ".";
+          why = notSent(said || "the server answered " + r.status);
         }
       } catch {
         why = abort.signal.aborted
@@ -753,7 +896,17 @@
       const anchor = olderLink ? olderLink.closest("li") : null;
       if (anchor) anchor.after(...items);
       else list.prepend(...items);
+      // Regroup the loaded page and the message that was first before it
+      // (which can shrink, continuing a group now: its top is kept still).
+      const next = items.length ? nextMessage(items[items.length - 1].nextElementSibling) : null;
       list.scrollTop = top + (list.scrollHeight - height);
+      if (next) {
+        const shift = next.getBoundingClientRect().top;
+        arrange([...items, next]);
+        list.scrollTop += next.getBoundingClientRect().top - shift;
+      } else {
+        arrange(items);
+      }
       if (!page.more) {
         historyDone = true;
         if (anchor) anchor.remove();
@@ -782,8 +935,10 @@
     const time = document.createElement("time");
     time.dateTime = m.time;
     time.textContent = localTime(m.time);
+    time.title = fullTime(m.time);
     const user = document.createElement("b");
-    user.className = "user";
+    user.className = "user c" + senderColour(m.uid);
+    user.dir = "auto";
     user.textContent = m.user;
     meta.append(time, " ", user);
     if (m.edited) {
@@ -1040,7 +1195,12 @@
   for (const li of list.querySelectorAll("li.msg[data-id]")) markMention(li);
   // --- end of what is new ---
 
-  for (const t of document.querySelectorAll("time")) t.textContent = localTime(t.dateTime);
+  for (const t of document.querySelectorAll("time")) {
+    t.textContent = localTime(t.dateTime);
+    t.title = fullTime(t.dateTime);
+  }
+  arrange([...list.querySelectorAll("li.msg[data-id]")]);
+  restoreDraft();
   saveUnread(); // this room's count is cleared: it is open
   renderUnread();
   scrollToEnd();
