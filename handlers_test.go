@@ -81,7 +81,7 @@ func TestHandlerRoutes(t *testing.T) {
 		{name: "chat page without session redirects to login", client: anon, method: "GET", path: "/",
 			status: 303, header: map[string]string{"Location": "/login"}},
 		{name: "chat page with session", client: alice, method: "GET", path: "/",
-			status: 200, contentType: html, contains: []string{`Hi, <b id="me">alice</b>!`, `id="messages"`, `src="/static/app.js"`}},
+			status: 200, contentType: html, contains: []string{`Hi, <b id="me" dir="auto" title="alice">alice</b>!`, `id="messages"`, `src="/static/app.js"`}},
 
 		// GET /login
 		{name: "login form", client: anon, method: "GET", path: "/login",
@@ -276,7 +276,7 @@ func TestHandlerLoginCookie(t *testing.T) {
 	}
 	// The name was trimmed; the page greets it.
 	page := c.get("/")
-	if page.StatusCode != 200 || !strings.Contains(page.body, `<b id="me">Alice</b>`) {
+	if page.StatusCode != 200 || !strings.Contains(page.body, `<b id="me" dir="auto" title="Alice">Alice</b>`) {
 		t.Fatalf("page after login: %d\n%s", page.StatusCode, page.body)
 	}
 }
@@ -287,7 +287,7 @@ func TestHandlerLogout(t *testing.T) {
 	rs := redistest.Start(t)
 	srv := startServer(t, rs.URL())
 	c := login(t, srv.URL, "alice")
-	if got := c.get("/"); got.StatusCode != 200 || !strings.Contains(got.body, `<b id="me">alice</b>`) {
+	if got := c.get("/"); got.StatusCode != 200 || !strings.Contains(got.body, `<b id="me" dir="auto" title="alice">alice</b>`) {
 		t.Fatalf("before logout: %d", got.StatusCode)
 	}
 
@@ -324,7 +324,7 @@ func TestHandlerLogout(t *testing.T) {
 		t.Fatalf("second login: %d %s", resp.StatusCode, resp.body)
 	}
 	page := c.get("/")
-	if page.StatusCode != 200 || !strings.Contains(page.body, `<b id="me">bob</b>`) || strings.Contains(page.body, `<b id="me">alice</b>`) {
+	if page.StatusCode != 200 || !strings.Contains(page.body, `<b id="me" dir="auto" title="bob">bob</b>`) || strings.Contains(page.body, `<b id="me" dir="auto" title="alice">alice</b>`) {
 		t.Fatalf("page after logging in as bob: %d\n%s", page.StatusCode, page.body)
 	}
 	if got := c.get("/whoami"); !strings.Contains(got.body, `"user":"bob"`) {

@@ -43,7 +43,7 @@ func TestInstancesShareRoomAndSessions(t *testing.T) {
 		if got := tc.c.get("/whoami"); got.StatusCode != 200 || !strings.Contains(got.body, `"user":"`+tc.name+`"`) {
 			t.Fatalf("%s's cookie on %s: whoami %d %s", tc.name, tc.c.base, got.StatusCode, got.body)
 		}
-		if got := tc.c.get("/"); got.StatusCode != 200 || !strings.Contains(got.body, `<b id="me">`+tc.name+`</b>`) {
+		if got := tc.c.get("/"); got.StatusCode != 200 || !strings.Contains(got.body, `<b id="me" dir="auto" title="`+tc.name+`">`+tc.name+`</b>`) {
 			t.Fatalf("%s's cookie on %s: page %d", tc.name, tc.c.base, got.StatusCode)
 		}
 	}

@@ -61,8 +61,10 @@ func (b *browserTab) scrollListTo(expr string) {
 	b.t.Helper()
 	pageAwait[bool](b, `new Promise((done) => {
 		const list = document.getElementById("messages");
+		const before = list.scrollTop;
 		list.addEventListener("scroll", () => setTimeout(() => done(true)), { once: true });
 		list.scrollTop = `+expr+`;
+		if (list.scrollTop === before) done(false); // nowhere to go: no scroll event comes
 	})`)
 }
 
@@ -176,10 +178,12 @@ func TestBrowserNewMessagesLine(t *testing.T) {
 	}
 
 	// Seen, at the bottom: new messages do not move the line.
-	for i := 1; i <= 10; i++ {
+	// Enough of them (grouped, each is one short line) that the line can
+	// later be scrolled out of view above.
+	for i := 1; i <= 30; i++ {
 		bob.post(fmt.Sprintf("seen live %d", i))
 	}
-	alice.waitLastMessage("bob", "seen live 10")
+	alice.waitLastMessage("bob", "seen live 30")
 	if s := alice.newMessages(); s.Lines != 1 || s.Before != "while alice reads 1" || !s.AtBottom || s.JumpShown {
 		t.Errorf("messages while at the bottom after the line was seen: %+v, want the line unmoved, at the bottom", s)
 	}
