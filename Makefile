@@ -55,10 +55,11 @@ fuzz:
 		$(GO) test -run='^$$' -fuzz="^$${pf#*:}$$" -fuzztime=$(FUZZTIME) $${pf%%:*} || exit 1; \
 	done
 
-# The README's screenshot, taken by the browser test in headless Chromium.
-# Tests never write tracked files; this target does, on purpose.
+# The README's screenshots (phone and desktop, light and dark), taken by
+# TestScreenshots in headless Chromium. Tests never write tracked files; this
+# target does, on purpose.
 screenshot: deps
-	SCREENSHOT=$(CURDIR)/docs/screenshot.png $(GO) test -count=1 -run '^TestBrowserChat$$' .
+	SCREENSHOT_DIR=$(CURDIR)/docs $(GO) test -count=1 -run '^TestScreenshots$$' .
 
 clean:
 	rm -rf bin
