@@ -39,10 +39,13 @@ test: deps fmt-check vet
 		$(GO) test -run='^$$' -fuzz="^$${pf#*:}$$" -fuzztime=5s $${pf%%:*} || exit 1; \
 	done
 
-# The load benchmark (issue 5): every scenario, 3 runs each (medians), then
-# again with the servers and the generator pinned to separate cores.
+# The load benchmark (issue 5): the Go benchmarks, the page's budgets in
+# headless Chromium (page load, Enter → shown), then every chatbench
+# scenario, 3 runs each (medians), and again with the servers and the
+# generator pinned to separate cores.
 bench: deps
 	$(GO) test -run='^$$' -bench=. -benchmem -count=1 ./...
+	PAGE_BUDGETS=1 $(GO) test -count=1 -run='^TestPageBudgets$$' .
 	$(GO) run ./cmd/chatbench -scenario all -runs 3 -json bench.json
 	$(GO) run ./cmd/chatbench -scenario all -runs 3 -taskset -json bench-taskset.json
 
@@ -52,10 +55,11 @@ fuzz:
 		$(GO) test -run='^$$' -fuzz="^$${pf#*:}$$" -fuzztime=$(FUZZTIME) $${pf%%:*} || exit 1; \
 	done
 
-# The README's screenshot, taken by the browser test in headless Chromium.
-# Tests never write tracked files; this target does, on purpose.
+# The README's screenshots (phone and desktop, light and dark), taken by
+# TestScreenshots in headless Chromium. Tests never write tracked files; this
+# target does, on purpose.
 screenshot: deps
-	SCREENSHOT=$(CURDIR)/docs/screenshot.png $(GO) test -count=1 -run '^TestBrowserChat$$' .
+	SCREENSHOT_DIR=$(CURDIR)/docs $(GO) test -count=1 -run '^TestScreenshots$$' .
 
 clean:
 	rm -rf bin

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -415,8 +414,7 @@ func checkShownMessage(t *testing.T, viewer string, m shownMessage, user, text s
 // TestBrowserChat is the tutorial's promise seen by two people in two private
 // windows: log in through the form, chat both ways with Enter, live, with
 // senders, times and own messages marked; hostile text in messages and names
-// stays text and runs nothing; the CSP holds without a single violation. It
-// saves the README screenshot of bob's window.
+// stays text and runs nothing; the CSP holds without a single violation.
 func TestBrowserChat(t *testing.T) {
 	rs := redistest.Start(t)
 	srv := startServer(t, rs.URL())
@@ -457,7 +455,6 @@ func TestBrowserChat(t *testing.T) {
 			t.Errorf("%s: status is not connected\n%s", u.name, u.describe())
 		}
 	}
-	saveREADMEScreenshot(t, bob)
 
 	// Hostile message text is shown literally and runs nothing.
 	payloads := []string{`<img src=x onerror=alert(1)>`, `<script>alert(2)</script>`}
@@ -548,33 +545,6 @@ func TestBrowserChat(t *testing.T) {
 	waitFor(t, browserWait, "the control alert is recorded", func() bool {
 		return slices.Equal(mallory.dialogsOpened(), []string{"alert: control"})
 	})
-}
-
-// saveREADMEScreenshot saves the tab's viewport to the file named by
-// $SCREENSHOT (`make screenshot` sets docs/screenshot.png, the picture the
-// README shows), or else into the test's temporary directory: a test run
-// never rewrites a tracked file.
-func saveREADMEScreenshot(t *testing.T, b *browserTab) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(b.ctx, browserWait)
-	defer cancel()
-	png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
-	if err != nil {
-		t.Fatalf("screenshot: %v", err)
-	}
-	if len(png) > 300<<10 {
-		t.Errorf("screenshot is %d KiB, want at most 300 KiB", len(png)>>10)
-	}
-	path := os.Getenv("SCREENSHOT")
-	if path == "" {
-		path = filepath.Join(t.TempDir(), "screenshot.png")
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, png, 0o644); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // TestBrowserSendErrorKeepsText: when a post is refused (too long for the
