@@ -25,13 +25,14 @@ func FuzzMessageEvent(f *testing.F) {
 	f.Add("eve\r\nid: 1", "a\r\n\r\nretry: 1\rid: 2", uint64(1<<64-1), uint64(1<<64-1), uint64(1<<64-1), int64(-1))
 	f.Add("", "", uint64(0), uint64(0), uint64(0), int64(1<<63-1))
 	f.Add("x", "\u2028\u2029</script>\"\\", uint64(5), uint64(9), uint64(2), int64(-1<<63))
+	md := markup.New() // one renderer, as the server has
 	f.Fuzz(func(t *testing.T, user, text string, ms, seq, roomSeq uint64, nanos int64) {
 		id := chat.ID{Ms: ms, Seq: seq}
 		if id.IsZero() {
 			id.Seq = 1 // Redis never issues 0-0
 		}
 		m := chat.Message{ID: id.String(), Room: chat.DefaultRoom, Seq: roomSeq, User: user, UID: strings.ToLower(user), Text: text, Time: time.Unix(0, nanos).UTC()}
-		ev := messageEvent(markup.New(), m)
+		ev := messageEvent(md, m)
 		if ev.ID != id {
 			t.Fatalf("event ID %v, want %v", ev.ID, id)
 		}
