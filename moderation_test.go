@@ -265,6 +265,7 @@ func TestModMute(t *testing.T) {
 		t.Fatalf("muted sentence: %q", resp.body)
 	}
 	want(t, "muted bob still reads", bob.get("/r/chat/history?before=9999999999999-0"), http.StatusOK)
+	want(t, "muted bob is not shown typing", bob.postForm("/r/chat/typing", url.Values{}), http.StatusForbidden)
 	s := bob.openStream("", "") // and streams
 	s.Close()
 	want(t, "unmute bob", root.postForm("/admin/mute", url.Values{"user": {"bob"}, "duration": {"0"}}), http.StatusNoContent)

@@ -381,6 +381,11 @@ func handleTyping(d deps) http.Handler {
 			httpError(w, http.StatusTooManyRequests, fmt.Sprintf("typing signals are limited to %d a minute; try again in %s s", d.rooms.typingPerMin, retryAfter(wait)))
 			return
 		}
+		// A muted or banned person's typing is not shown either.
+		if until, muted, err := d.restricted(r.Context(), who.UID, d.sessions.proxies.clientIP(r), "mute", "ban"); err == nil && muted {
+			httpError(w, http.StatusForbidden, restrictionSentence("not shown as typing: you are muted", until))
+			return
+		}
 		sig := chat.Signal{Kind: chat.SignalTyping, Room: room, User: who.Name, UID: who.UID}
 		if err := d.broker.PublishSignal(r.Context(), sig); err != nil {
 			w.Header().Set("Retry-After", "2")
