@@ -311,6 +311,16 @@ type target struct {
 	by, key, shown string // by "u" (key: canonical name) or "ip" (key: the address)
 }
 
+// named is e naming t, as its user or its address.
+func (t target) named(e auditEntry) auditEntry {
+	if t.by == "u" {
+		e.User = t.shown
+	} else {
+		e.IP = t.shown
+	}
+	return e
+}
+
 // readTarget reads exactly one of the fields user and ip.
 func readTarget(form map[string][]string, allowIP bool) (target, error) {
 	user, err := field(form, "user", false)
@@ -408,12 +418,7 @@ func handleRestrict(d deps, kind string) http.Handler {
 		if dur > 0 {
 			e.Duration = dur.String()
 		}
-		if t.by == "u" {
-			e.User = t.shown
-		} else {
-			e.IP = t.shown
-		}
-		d.audit(r.Context(), e)
+		d.audit(r.Context(), t.named(e))
 		w.WriteHeader(http.StatusNoContent)
 	})
 }
@@ -443,12 +448,7 @@ func handleKick(d deps) http.Handler {
 			return
 		}
 		e := auditEntry{Actor: who.Name, Action: "kick"}
-		if t.by == "u" {
-			e.User = t.shown
-		} else {
-			e.IP = t.shown
-		}
-		d.audit(r.Context(), e)
+		d.audit(r.Context(), t.named(e))
 		w.WriteHeader(http.StatusNoContent)
 	})
 }
