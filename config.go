@@ -75,6 +75,7 @@ type config struct {
 	maxLines        int
 	sessionKeyFile  string
 	metricsFrom     string
+	metricsAddr     string
 	hashSlots       int
 	hashWait        time.Duration
 	reserveTTL      time.Duration
@@ -169,6 +170,7 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	dur(&c.slowMode, "slow-mode", "SLOW_MODE", 0, "default slow mode: the least time between two messages of one user in a room; a room's own setting (Redis key chat:slowmode:<room>, seconds) wins (0: off)")
 	num(&c.maxLines, "max-lines", "MAX_LINES", 40, "most lines in one message (beyond: 400)")
 	str(&c.sessionKeyFile, "session-key-file", "SESSION_KEY_FILE", "", "file of session secrets, one per line, newest first (instead of -session-keys); created with one random secret (mode 0600) when missing; refused when others may read it")
+	str(&c.metricsAddr, "metrics-addr", "METRICS_ADDR", "", "listen address of the private listener for Prometheus metrics (GET /metrics) and net/http/pprof (/debug/pprof/); empty: off. Never the public address")
 	str(&c.metricsFrom, "metrics-from", "METRICS_FROM", "", "comma-separated IPs or CIDRs whose direct requests may read GET /metrics (counters as JSON); empty: /metrics is 404")
 
 	num(&c.hashSlots, "hash-slots", "HASH_SLOTS", max(1, runtime.GOMAXPROCS(0)/2), "password hashes (bcrypt) computed at once per instance; one client address may have half of them (at least 1) waiting or running")

@@ -73,6 +73,7 @@ type deps struct {
 	posts       postLimits   // flood limits on top of limits.postsPerSec
 	slots       *streamSlots // stream caps per login and client address, all instances
 	metricsFrom proxyTrust   // peers that may read /metrics
+	metrics     *metrics     // Prometheus counters of what handlers do
 	mod         moderationConfig
 	origins     publicURLs // trusted by the cross-origin check besides the request's own Host
 }
@@ -213,6 +214,7 @@ func handleLogin(d deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		next := "/"
 		fail := func(status int, msg, user string) {
+			d.metrics.login(status)
 			render(w, d, status, "login.html", loginPage{Error: msg, User: user, Next: next})
 		}
 		form, err := readForm(w, r)
@@ -280,6 +282,7 @@ func handleLogin(d deps) http.Handler {
 		if _, err := d.broker.Join(r.Context(), key, chat.DefaultRoom, d.rooms.max); err != nil && !errors.Is(err, broker.ErrTooManyRooms) {
 			d.log.Warn("login: default room not joined", "err", err)
 		}
+		d.metrics.login(http.StatusSeeOther)
 		http.Redirect(w, r, next, http.StatusSeeOther)
 	})
 }
@@ -421,6 +424,7 @@ func handlePost(d deps) http.Handler {
 		if clientID != "" {
 			token = who.UID + ":" + clientID
 		}
+		start := time.Now()
 		if _, err := d.broker.Publish(r.Context(), room, token, msg); err != nil {
 			d.log.Warn("post failed", "err", err)
 			if errors.Is(err, broker.ErrNotReplicated) {
@@ -431,6 +435,7 @@ func handlePost(d deps) http.Handler {
 			fail(http.StatusServiceUnavailable, "message not sent: the chat store is unavailable, try again in a moment")
 			return
 		}
+		d.metrics.publishedIn(time.Since(start))
 		if err := d.broker.Touch(r.Context(), room); err != nil {
 			d.log.Debug("active rooms not updated", "err", err)
 		}

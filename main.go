@@ -120,6 +120,8 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 	if err != nil {
 		return err
 	}
+	var m *metrics // made once the hub and the broker exist, before any stream
+	logClosed := logStreamClosed(log)
 	h := fanout.New(fanout.Config{
 		QueueEvents:       cfg.streamBuffer,
 		QueueBytes:        cfg.streamBytes,
@@ -131,7 +133,10 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 		Ping:              pingEvent(),
 		Disconnect:        disconnectEvent,
 		Status:            statusEvent,
-		Closed:            logStreamClosed(log),
+		Closed: func(c fanout.Closed) {
+			logClosed(c)
+			m.streamClosed(c)
+		},
 	}, log)
 	b := broker.New(rc.client, broker.Config{
 		HistoryLen:    cfg.historyLen,
@@ -144,6 +149,7 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 		Linger:        cfg.roomLinger,
 		RoomTTL:       cfg.roomTTL,
 	}, log)
+	m = newMetrics(h, b, rc.client)
 	pres := presence.New(rc.client, presence.Config{
 		TTL:     cfg.presenceTTL,
 		Grace:   cfg.presenceGrace,
@@ -191,6 +197,7 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 		origins:     public,
 		slots:       slots,
 		metricsFrom: metricsFrom,
+		metrics:     m,
 		posts: postLimits{
 			perAddr:    cfg.ratePostsAddr,
 			perRoom:    cfg.ratePostsRoom,
@@ -215,6 +222,15 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.addr, err)
 	}
+	// The private listener of metrics and pprof, never the public one.
+	var mln net.Listener
+	if cfg.metricsAddr != "" {
+		if mln, err = net.Listen("tcp", cfg.metricsAddr); err != nil {
+			ln.Close()
+			return fmt.Errorf("-metrics-addr: listen on %s: %w", cfg.metricsAddr, err)
+		}
+	}
+
 	if cfg.connsPerAddr > 0 {
 		ln = newAddrConnLimit(ln, cfg.connsPerAddr, proxies, cfg.tlsCert != "", log)
 	}
@@ -238,6 +254,13 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 	publisherDone := make(chan struct{})
 	go func() { defer close(brokerDone); b.Run(brokerCtx, hubSink{h, md}) }()
 	go func() { defer close(publisherDone); b.RunPublisher(brokerCtx) }()
+	metricsDone := make(chan struct{})
+	if mln != nil {
+		log.Info("metrics listening", "url", "http://"+mln.Addr().String()+"/metrics")
+		go func() { defer close(metricsDone); serveMetrics(brokerCtx, mln, m, log) }()
+	} else {
+		close(metricsDone)
+	}
 	// Presence stops first at shutdown, before the streams end: clients
 	// reconnect to another instance, and their departures from this one
 	// must not be announced as leaves (expiry covers those who do not
@@ -276,6 +299,7 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 		<-publisherDone
 		<-presenceDone
 		<-slotsDone
+		<-metricsDone
 		h.Shutdown(context.Background())
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
@@ -297,6 +321,7 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 	<-brokerDone
 	<-publisherDone
 	<-slotsDone
+	<-metricsDone
 	if err := <-serveErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serve: %w", err)
 	}
