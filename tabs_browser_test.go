@@ -52,18 +52,35 @@ func textsShown(want []string) string {
 // Locks on localhost (a secure context), and over the BroadcastChannel alone
 // on plain http to a LAN name (no secure context, so no Web Locks), the name
 // mapped to the loopback address by Chromium's resolver rules.
-var tabOrigins = []struct {
-	name     string
-	election string // window.chatElection
-	base     func(srvURL string) string
-	browser  func(t *testing.T) context.Context
-}{
+var tabOrigins = []tabOrigin{
 	{"localhost", "locks", func(u string) string { return u }, startBrowser},
 	{"plain-http-name", "channel", func(u string) string {
 		return strings.Replace(u, "127.0.0.1", "chat.test", 1)
 	}, func(t *testing.T) context.Context {
 		return startBrowserWith(t, chromedp.Flag("host-resolver-rules", "MAP chat.test 127.0.0.1"))
 	}},
+}
+
+type tabOrigin struct {
+	name     string
+	election string // window.chatElection
+	base     func(srvURL string) string
+	browser  func(t *testing.T) context.Context
+}
+
+// startTabsOn starts a server and a browser for origin o, and logs alice in
+// in a first tab, connected and electing as o should. It returns the
+// server, the base URL the browser uses, and that tab.
+func startTabsOn(t *testing.T, o tabOrigin) (*testServer, string, *browserTab) {
+	t.Helper()
+	rs := redistest.Start(t)
+	srv := startServer(t, rs.URL(), "-rate-posts", "0", "-rate-typing", "0")
+	base := o.base(srv.URL)
+	alice := newBrowserTab(t, o.browser(t), "alice")
+	alice.loginThroughForm(base, "alice")
+	checkElection(t, alice, o.election)
+	alice.waitFor("status shows connected", pageConnectedJS)
+	return srv, base, alice
 }
 
 // checkElection checks that the tab elects its leader the way origin o
@@ -83,19 +100,12 @@ func checkElection(t *testing.T, b *browserTab, want string) {
 // over the BroadcastChannel on a plain-http LAN name.
 func TestBrowserTenTabs(t *testing.T) {
 	for _, o := range tabOrigins {
-		t.Run(o.name, func(t *testing.T) { testTenTabs(t, o.base, o.browser, o.election) })
+		t.Run(o.name, func(t *testing.T) { testTenTabs(t, o) })
 	}
 }
 
-func testTenTabs(t *testing.T, baseOf func(string) string, startBrowser func(*testing.T) context.Context, election string) {
-	rs := redistest.Start(t)
-	srv := startServer(t, rs.URL(), "-rate-posts", "0", "-rate-typing", "0")
-	base := baseOf(srv.URL)
-	browser := startBrowser(t)
-	alice := newBrowserTab(t, browser, "alice")
-	alice.loginThroughForm(base, "alice")
-	checkElection(t, alice, election)
-	alice.waitFor("status shows connected", pageConnectedJS)
+func testTenTabs(t *testing.T, o tabOrigin) {
+	srv, base, alice := startTabsOn(t, o)
 	// A message the first tab received live and the later tabs' pages
 	// already show: the leader's welcome hands it to them again, and they
 	// must drop it.
@@ -137,19 +147,12 @@ func testTenTabs(t *testing.T, baseOf func(string) string, startBrowser func(*te
 // order: with either election.
 func TestBrowserLeaderTabCloses(t *testing.T) {
 	for _, o := range tabOrigins {
-		t.Run(o.name, func(t *testing.T) { testLeaderTabCloses(t, o.base, o.browser, o.election) })
+		t.Run(o.name, func(t *testing.T) { testLeaderTabCloses(t, o) })
 	}
 }
 
-func testLeaderTabCloses(t *testing.T, baseOf func(string) string, startBrowser func(*testing.T) context.Context, election string) {
-	rs := redistest.Start(t)
-	srv := startServer(t, rs.URL(), "-rate-posts", "0", "-rate-typing", "0")
-	base := baseOf(srv.URL)
-	browser := startBrowser(t)
-	alice := newBrowserTab(t, browser, "alice")
-	alice.loginThroughForm(base, "alice")
-	checkElection(t, alice, election)
-	alice.waitFor("status shows connected", pageConnectedJS)
+func testLeaderTabCloses(t *testing.T, o tabOrigin) {
+	srv, base, alice := startTabsOn(t, o)
 	tabs := openTabs(t, alice, 4, base+"/")
 
 	// Rounds 0 and 1 close the leader's tab (it says so on its way out);
