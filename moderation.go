@@ -356,22 +356,33 @@ func readTarget(form map[string][]string, allowIP bool) (target, error) {
 	return target{}, errors.New("the field \"user\" is missing")
 }
 
+// targetStart begins an admin action on a person or an address (mute,
+// ban, kick): the admin, the form and its target, which may not be an
+// admin. It has answered when ok is false.
+func (d deps) targetStart(w http.ResponseWriter, r *http.Request) (identity, map[string][]string, target, bool) {
+	who, form, ok := d.adminStart(w, r)
+	if !ok {
+		return who, nil, target{}, false
+	}
+	t, err := readTarget(form, true)
+	if err != nil {
+		httpError(w, http.StatusBadRequest, err.Error())
+		return who, nil, target{}, false
+	}
+	if t.by == "u" && d.mod.admins[t.key] {
+		httpError(w, http.StatusForbidden, "an admin cannot be muted, banned or kicked: remove the name from -admins first")
+		return who, nil, target{}, false
+	}
+	return who, form, t, true
+}
+
 // handleRestrict serves POST /admin/mute and POST /admin/ban: fields user
 // or ip, duration (e.g. 10m, 24h; 0 lifts it), optional reason. A ban also
 // ends the target's sessions now, on every instance.
 func handleRestrict(d deps, kind string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		who, form, ok := d.adminStart(w, r)
+		who, form, t, ok := d.targetStart(w, r)
 		if !ok {
-			return
-		}
-		t, err := readTarget(form, true)
-		if err != nil {
-			httpError(w, http.StatusBadRequest, err.Error())
-			return
-		}
-		if t.by == "u" && d.mod.admins[t.key] {
-			httpError(w, http.StatusForbidden, "an admin cannot be muted, banned or kicked: remove the name from -admins first")
 			return
 		}
 		rawDur, err := field(form, "duration", true)
@@ -428,17 +439,8 @@ func handleRestrict(d deps, kind string) http.Handler {
 // "kicked"); logging in again is allowed.
 func handleKick(d deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		who, form, ok := d.adminStart(w, r)
+		who, _, t, ok := d.targetStart(w, r)
 		if !ok {
-			return
-		}
-		t, err := readTarget(form, true)
-		if err != nil {
-			httpError(w, http.StatusBadRequest, err.Error())
-			return
-		}
-		if t.by == "u" && d.mod.admins[t.key] {
-			httpError(w, http.StatusForbidden, "an admin cannot be muted, banned or kicked: remove the name from -admins first")
 			return
 		}
 		if err := d.endSessions(r.Context(), t.by, t.key, broker.EndKicked); err != nil {
