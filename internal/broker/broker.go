@@ -45,6 +45,11 @@ type Config struct {
 	OpTimeout     time.Duration // one Redis command
 	Linger        time.Duration // a room no local stream wants stays subscribed this long
 	RoomTTL       time.Duration // a room other than the default one is deleted this long after its last message (0: never)
+
+	// ProbeRTT, if set (the one optional field), is called with the round
+	// trip of each probe that came back: publish → received on this
+	// instance's subscription. It must not block.
+	ProbeRTT func(time.Duration)
 }
 
 // Broker is the process's link to Redis. The zero value is not valid: use New.

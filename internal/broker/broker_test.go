@@ -99,6 +99,7 @@ type faults struct {
 	failed     atomic.Int64 // XRANGE calls failed so far
 	hold       atomic.Pointer[chan struct{}]
 	held       chan struct{} // signalled when an XRANGE is being held
+	slowPub    atomic.Int64  // nanoseconds each PUBLISH is held before it is sent
 }
 
 func newFaults() *faults { return &faults{held: make(chan struct{}, 16)} }
@@ -108,6 +109,9 @@ var errInjected = errors.New("injected fault: i/o timeout")
 func (f *faults) DialHook(next redis.DialHook) redis.DialHook { return next }
 func (f *faults) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
+		if d := f.slowPub.Load(); d > 0 && cmd.Name() == "publish" {
+			time.Sleep(time.Duration(d)) // the injected delay itself
+		}
 		if cmd.Name() == "xrange" {
 			if f.failXRange.Load() {
 				f.failed.Add(1)
@@ -379,5 +383,35 @@ func TestPanicRecovery(t *testing.T) {
 	fx.wantTexts("m1", "m2", "m3")
 	if s := fx.b.Stats(); s.Panics != 1 {
 		t.Fatalf("stats %+v: want 1 recovered panic", s)
+	}
+}
+
+// TestProbeRTT: each probe that comes back reports its round trip, which
+// includes the time its PUBLISH took.
+func TestProbeRTT(t *testing.T) {
+	var mu sync.Mutex
+	var rtts []time.Duration
+	cfg := testConfig()
+	cfg.ProbeRTT = func(d time.Duration) {
+		mu.Lock()
+		rtts = append(rtts, d)
+		mu.Unlock()
+	}
+	fx := start(t, cfg)
+	fx.f.slowPub.Store(int64(50 * time.Millisecond))
+	mu.Lock()
+	rtts = nil
+	mu.Unlock()
+	waitFor(t, 10*time.Second, "three probes back", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(rtts) >= 3
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	for _, d := range rtts[1:] { // the first may have been sent before the delay
+		if d < 50*time.Millisecond || d > cfg.ProbeTimeout {
+			t.Fatalf("probe round trips %v, want each at least the 50ms its publish was held", rtts)
+		}
 	}
 }

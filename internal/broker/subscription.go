@@ -319,6 +319,9 @@ func (s *subscription) handle(ctx context.Context, c *subConn, msg any) bool {
 		case strings.HasPrefix(m.Payload, probePrefix):
 			if m.Payload == c.nonce {
 				c.nonce = ""
+				if b.cfg.ProbeRTT != nil {
+					b.cfg.ProbeRTT(time.Since(c.sentAt))
+				}
 				if !b.ready.Load() {
 					b.ready.Store(true)
 					sink.SetDegraded(false)

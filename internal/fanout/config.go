@@ -24,6 +24,12 @@ type Config struct {
 	// released, with its summary (for the log and metrics). It must not
 	// block.
 	Closed func(Closed)
+
+	// Latency, if set, is called after each write to a stream that
+	// carried timed events (Event.Born), with the time from the oldest of
+	// them being born to the end of the write: publish → write, the
+	// latency a client sees, less the network. It must not block.
+	Latency func(time.Duration)
 }
 
 // Closed is the summary of a stream that ended.

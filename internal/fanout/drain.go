@@ -26,6 +26,7 @@ func (h *Hub) drain(s *Subscriber) {
 	var evs []*Event
 	for {
 		events, bytes := s.pending.written()
+		h.noteLatency(s.pending.doneBorn())
 		s.mu.Lock()
 		s.q.wrote(events, bytes)
 		if s.closed {

@@ -15,6 +15,11 @@ type Event struct {
 	Room  string  // the room it belongs to; "" for events of every stream (status, pings)
 	IDLen int     // bytes of Wire that are its id line; 0 for events without an ID
 	Wire  []byte  // the complete encoding, ending in a blank line
+	// Born is when the event's message was published, in Unix
+	// nanoseconds on the publisher's clock; 0 for events that are not
+	// timed. A write that carries timed events reports its latency
+	// (Config.Latency).
+	Born int64
 }
 
 // hasIDLine reports whether Wire starts with an id line that a stream of

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Errors of Subscribe. Their messages are shown to users (as the body of a
@@ -246,6 +247,15 @@ func (h *Hub) evicted(subs []*Subscriber) {
 		s.interrupt()
 		h.logEviction(s, ReasonSlow)
 	}
+}
+
+// noteLatency reports a completed write whose oldest timed event was born
+// then (0: none was timed). A clock behind the publisher's counts as 0.
+func (h *Hub) noteLatency(born int64) {
+	if born == 0 || h.cfg.Latency == nil {
+		return
+	}
+	h.cfg.Latency(max(0, time.Duration(time.Now().UnixNano()-born)))
 }
 
 // logEviction logs, once per stream, that the server ended it because its

@@ -130,6 +130,7 @@ func (w *poolWriter) service(s *Subscriber) {
 		}
 	}
 	events, bytes := s.pending.written()
+	h.noteLatency(s.pending.doneBorn())
 
 	s.mu.Lock()
 	s.q.wrote(events, bytes)

@@ -94,6 +94,7 @@ type pending struct {
 	events int    // events completed since the last written call
 	bytes  int    // bytes written since the last written call, less the id lines' corrections
 	lines  []byte // the composite id lines in bufs, back to back
+	born   int64  // the oldest Event.Born among the unwritten events, 0 if none is timed
 }
 
 // add appends ev as pos writes it: on a stream of several rooms, a
@@ -107,6 +108,9 @@ type pending struct {
 // bytes written, so that the queue's count stays what is accepted and not
 // written, and returns to 0 once everything is.
 func (p *pending) add(ev *Event, pos *Position) {
+	if ev.Born > 0 && (p.born == 0 || ev.Born < p.born) {
+		p.born = ev.Born
+	}
 	if !pos.multi() || !ev.hasIDLine() {
 		p.bufs = append(p.bufs, ev.Wire)
 		p.ends = append(p.ends, true)
@@ -175,6 +179,17 @@ func (p *pending) written() (events, bytes int) {
 	events, bytes = p.events, p.bytes
 	p.events, p.bytes = 0, 0
 	return events, bytes
+}
+
+// doneBorn returns, and forgets, the oldest birth time of the events
+// written, once everything pending is written; otherwise 0.
+func (p *pending) doneBorn() int64 {
+	if !p.empty() {
+		return 0
+	}
+	born := p.born
+	p.born = 0
+	return born
 }
 
 func (p *pending) reset() { *p = pending{} }

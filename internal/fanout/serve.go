@@ -116,7 +116,11 @@ func (s *Subscriber) writeBatch(w StreamWriter, evs []*Event) (clean bool, err e
 	defer func() { s.wrote(events, bytes) }()
 	multi := s.pos.multi()
 	var own [1][]byte
+	var born int64 // the oldest timed event's birth
 	for _, ev := range evs {
+		if ev.Born > 0 && (born == 0 || ev.Born < born) {
+			born = ev.Born
+		}
 		// Its own wire, or on a stream of several rooms a composite id
 		// line and the rest, as in pending.add, which also says why the
 		// queue's bytes are corrected.
@@ -153,7 +157,11 @@ func (s *Subscriber) writeBatch(w StreamWriter, evs []*Event) (clean bool, err e
 	if budget == 0 && !s.arm(timeout) {
 		return true, errEnded
 	}
-	return true, w.Flush()
+	if err := w.Flush(); err != nil {
+		return true, err
+	}
+	s.hub.noteLatency(born)
+	return true, nil
 }
 
 // writeFailed closes s after a failed write: stalled if the write timed
