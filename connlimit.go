@@ -25,18 +25,19 @@ const connRefusal = "HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain;
 // by the stream and post limits, which see through the proxy).
 type addrConnLimit struct {
 	net.Listener
-	max     int
-	exempt  proxyTrust
-	tls     bool // the listener is wrapped in TLS: no plain-text answer
-	log     *slog.Logger
-	refused atomic.Int64
+	max      int
+	exempt   proxyTrust
+	tls      bool // the listener is wrapped in TLS: no plain-text answer
+	log      *slog.Logger
+	refused  atomic.Int64
+	onRefuse func() // called for each refused connection (metrics); may be nil
 
 	mu   sync.Mutex // guards open
 	open map[netip.Addr]int
 }
 
-func newAddrConnLimit(ln net.Listener, max int, exempt proxyTrust, tls bool, log *slog.Logger) *addrConnLimit {
-	return &addrConnLimit{Listener: ln, max: max, exempt: exempt, tls: tls, log: log, open: map[netip.Addr]int{}}
+func newAddrConnLimit(ln net.Listener, max int, exempt proxyTrust, tls bool, log *slog.Logger, onRefuse func()) *addrConnLimit {
+	return &addrConnLimit{Listener: ln, max: max, exempt: exempt, tls: tls, log: log, onRefuse: onRefuse, open: map[netip.Addr]int{}}
 }
 
 func (l *addrConnLimit) Accept() (net.Conn, error) {
@@ -61,6 +62,9 @@ func (l *addrConnLimit) Accept() (net.Conn, error) {
 		}
 		l.mu.Unlock()
 		if full {
+			if l.onRefuse != nil {
+				l.onRefuse()
+			}
 			if l.refused.Add(1)%1000 == 1 {
 				l.log.Warn("connection refused: too many from one address", "addr", a, "limit", l.max, "refused_total", l.refused.Load())
 			}

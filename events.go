@@ -135,8 +135,16 @@ type hubSink struct {
 	md  *markup.Renderer
 }
 
-func (s hubSink) Deliver(m chat.Message) { s.hub.Broadcast(m.Room, messageEvent(s.md, m)) }
-func (s hubSink) SetDegraded(d bool)     { s.hub.SetDegraded(d) }
+// Deliver broadcasts m, timed from its publish (Event.Born) for the
+// delivery latency.
+func (s hubSink) Deliver(m chat.Message) {
+	ev := messageEvent(s.md, m)
+	if !m.Time.IsZero() {
+		ev.Born = m.Time.UnixNano()
+	}
+	s.hub.Broadcast(m.Room, ev)
+}
+func (s hubSink) SetDegraded(d bool) { s.hub.SetDegraded(d) }
 func (s hubSink) EndSession(sid, reason string) {
 	r := fanout.ReasonLoggedOut
 	switch reason {

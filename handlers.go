@@ -254,6 +254,7 @@ func handleLogin(d deps) http.Handler {
 			return
 		} else if wait > 0 {
 			w.Header().Set("Retry-After", retryAfter(wait))
+			d.metrics.limit(limitLogins)
 			fail(http.StatusTooManyRequests, fmt.Sprintf("Too many logins from your address. Try again in %s.", retryAfter(wait)+" s"), "")
 			return
 		}
@@ -266,6 +267,9 @@ func handleLogin(d deps) http.Handler {
 		if rf != nil {
 			if rf.retry > 0 {
 				w.Header().Set("Retry-After", retryAfter(rf.retry))
+			}
+			if rf.limit != "" {
+				d.metrics.limit(rf.limit)
 			}
 			fail(rf.status, rf.msg, name)
 			return
@@ -403,6 +407,7 @@ func handlePost(d deps) http.Handler {
 		}
 		if wait > 0 {
 			w.Header().Set("Retry-After", retryAfter(wait))
+			d.metrics.limit(limitPostsUser)
 			fail(http.StatusTooManyRequests, fmt.Sprintf("slow down: you are sending messages too fast (limit %d per second); try again in %s s", d.limits.postsPerSec, retryAfter(wait)))
 			return
 		}
@@ -412,6 +417,7 @@ func handlePost(d deps) http.Handler {
 			fail(http.StatusServiceUnavailable, "message not sent: the chat store is unavailable, try again in a moment")
 			return
 		} else if refused != nil {
+			d.metrics.limit(refused.kind)
 			refusePost(w, fail, refused)
 			return
 		}

@@ -154,6 +154,7 @@ func handleSearch(d deps) http.Handler {
 		}
 		if wait > 0 {
 			w.Header().Set("Retry-After", retryAfter(wait))
+			d.metrics.limit(limitSearches)
 			httpError(w, http.StatusTooManyRequests, fmt.Sprintf("searches are limited to %d a minute; try again in %s s", searchesPerMin, retryAfter(wait)))
 			return
 		}

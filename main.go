@@ -120,7 +120,7 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 	if err != nil {
 		return err
 	}
-	var m *metrics // made once the hub and the broker exist, before any stream
+	m := newMetrics(rc.client)
 	logClosed := logStreamClosed(log)
 	h := fanout.New(fanout.Config{
 		QueueEvents:       cfg.streamBuffer,
@@ -137,6 +137,7 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 			logClosed(c)
 			m.streamClosed(c)
 		},
+		Latency: m.delivered,
 	}, log)
 	b := broker.New(rc.client, broker.Config{
 		HistoryLen:    cfg.historyLen,
@@ -148,8 +149,9 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 		OpTimeout:     3 * time.Second,
 		Linger:        cfg.roomLinger,
 		RoomTTL:       cfg.roomTTL,
+		ProbeRTT:      m.probed,
 	}, log)
-	m = newMetrics(h, b, rc.client)
+	m.watch(h, b)
 	pres := presence.New(rc.client, presence.Config{
 		TTL:     cfg.presenceTTL,
 		Grace:   cfg.presenceGrace,
@@ -232,7 +234,7 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 	}
 
 	if cfg.connsPerAddr > 0 {
-		ln = newAddrConnLimit(ln, cfg.connsPerAddr, proxies, cfg.tlsCert != "", log)
+		ln = newAddrConnLimit(ln, cfg.connsPerAddr, proxies, cfg.tlsCert != "", log, func() { m.limit(limitConnsAddr) })
 	}
 	srv := &http.Server{
 		Handler:           handler,

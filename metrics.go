@@ -31,9 +31,42 @@ type metrics struct {
 	logins         *prometheus.CounterVec // by result: ok, or the refusal's status
 	replays        prometheus.Counter
 	replayed       prometheus.Counter
+	delivery       prometheus.Histogram
+	probeRTT       prometheus.Histogram
+	limited        *prometheus.CounterVec // by the limit's kind
+	wrongPasswords prometheus.Counter
 }
 
-func newMetrics(hub *fanout.Hub, b *broker.Broker, rdb redis.UniversalClient) *metrics {
+// Kinds of rate-limit refusal (chat_rate_limited_total's label), one per
+// limit a client can meet.
+const (
+	limitLogins         = "logins_addr"      // -rate-logins: logins per address
+	limitPasswords      = "passwords"        // -rate-passwords: password tries per name and address
+	limitWrongPasswords = "wrong_passwords"  // a name held after wrong passwords
+	limitReserves       = "reserves_addr"    // -rate-reserves: names reserved per address a day
+	limitHashAddr       = "hashing_addr"     // password checks in progress per address
+	limitHashBusy       = "hashing_busy"     // -hash-slots full for -hash-wait (503)
+	limitPostsUser      = "posts_user"       // -rate-posts: per user
+	limitSlowMode       = "slow_mode"        // a room's slow mode
+	limitNewName        = "posts_new_name"   // -new-name-posts
+	limitPostsAddr      = "posts_addr"       // -rate-posts-addr
+	limitPostsRoomNew   = "posts_room_new"   // the new names' share of -rate-posts-room
+	limitPostsRoom      = "posts_room"       // -rate-posts-room
+	limitJoins          = "joins"            // -rate-joins
+	limitTyping         = "typing"           // -rate-typing
+	limitSearches       = "searches"         // searches a minute
+	limitModeration     = "moderation"       // -rate-mod
+	limitStreamsSession = "streams_session"  // -streams-per-session
+	limitStreamsAddr    = "streams_addr"     // -streams-per-addr
+	limitConnsAddr      = "connections_addr" // -conns-per-addr (connection closed at accept)
+)
+
+// newMetrics makes the metrics of a server using rdb; watch adds the hub's
+// and the broker's once they exist.
+func newMetrics(rdb redis.UniversalClient) *metrics {
+	// From a loopback delivery (sub-millisecond) to a stream held up by a
+	// slow client or a Redis failover (seconds).
+	latencyBuckets := []float64{.0005, .001, .002, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
 		published: prometheus.NewCounter(prometheus.CounterOpts{Name: "chat_messages_published_total",
@@ -47,15 +80,36 @@ func newMetrics(hub *fanout.Hub, b *broker.Broker, rdb redis.UniversalClient) *m
 			Help: "Streams that started with a replay of stored messages (a resume)."}),
 		replayed: prometheus.NewCounter(prometheus.CounterOpts{Name: "chat_replayed_events_total",
 			Help: "Messages written by replays."}),
+		delivery: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "chat_delivery_seconds",
+			Help:    "Publish → write: per completed write to a stream that carried messages, the time from the oldest one's publish (on the publishing instance's clock) to the write's end.",
+			Buckets: latencyBuckets}),
+		probeRTT: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "chat_probe_rtt_seconds",
+			Help:    "Round trip of the subscription's health probe: published to Redis, received back on this instance's subscription.",
+			Buckets: latencyBuckets}),
+		limited: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "chat_rate_limited_total",
+			Help: "Requests refused by a rate or abuse limit (429, or 503 when password checking is busy; connections closed at accept), by kind."}, []string{"kind"}),
+		wrongPasswords: prometheus.NewCounter(prometheus.CounterOpts{Name: "chat_password_failures_total",
+			Help: "Password checks of a reserved name that found the password wrong."}),
 	}
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		redisprometheus.NewCollector("chat", "redis", rdb),
 		m.published, m.publishSeconds, m.logins, m.replays, m.replayed,
-		newStatsCollector(hub, b),
+		m.delivery, m.probeRTT, m.limited, m.wrongPasswords,
 	)
+	// Every kind from the start, so that a dashboard sees 0, not nothing.
+	for _, kind := range []string{limitLogins, limitPasswords, limitWrongPasswords, limitReserves, limitHashAddr,
+		limitHashBusy, limitPostsUser, limitSlowMode, limitNewName, limitPostsAddr, limitPostsRoomNew, limitPostsRoom,
+		limitJoins, limitTyping, limitSearches, limitModeration, limitStreamsSession, limitStreamsAddr, limitConnsAddr} {
+		m.limited.WithLabelValues(kind)
+	}
 	return m
+}
+
+// watch adds the hub's and the broker's counters, read at each scrape.
+func (m *metrics) watch(hub *fanout.Hub, b *broker.Broker) {
+	m.reg.MustRegister(newStatsCollector(hub, b))
 }
 
 // login counts one login attempt that ended with status.
@@ -66,6 +120,18 @@ func (m *metrics) login(status int) {
 	}
 	m.logins.WithLabelValues(result).Inc()
 }
+
+// limit counts one refusal by the limit of kind.
+func (m *metrics) limit(kind string) { m.limited.WithLabelValues(kind).Inc() }
+
+// wrongPassword counts one password check that failed.
+func (m *metrics) wrongPassword() { m.wrongPasswords.Inc() }
+
+// delivered is the hub's Latency hook.
+func (m *metrics) delivered(d time.Duration) { m.delivery.Observe(d.Seconds()) }
+
+// probed is the broker's ProbeRTT hook.
+func (m *metrics) probed(d time.Duration) { m.probeRTT.Observe(d.Seconds()) }
 
 // published counts one stored message and how long storing took.
 func (m *metrics) publishedIn(d time.Duration) {

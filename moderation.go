@@ -214,6 +214,7 @@ func (d deps) modStart(w http.ResponseWriter, r *http.Request) (identity, map[st
 	}
 	if wait > 0 {
 		w.Header().Set("Retry-After", retryAfter(wait))
+		d.metrics.limit(limitModeration)
 		httpError(w, http.StatusTooManyRequests, fmt.Sprintf("too many moderation requests; try again in %s s", retryAfter(wait)))
 		return who, nil, false
 	}

@@ -160,6 +160,13 @@ type refusal struct {
 	status int
 	msg    string
 	retry  time.Duration
+	limit  string // the kind of limit that refused (metrics), if one did
+}
+
+// limited is r, marked as the refusal of the limit of kind.
+func (r *refusal) limited(kind string) *refusal {
+	r.limit = kind
+	return r
 }
 
 func refuse(status int, retry time.Duration, format string, args ...any) *refusal {
@@ -227,7 +234,7 @@ func (d deps) admitName(r *http.Request, who identity, password, ip string, dept
 			wait := time.Duration(held) * time.Millisecond
 			return admission{}, refuse(http.StatusTooManyRequests, wait,
 				"Too many wrong passwords were tried for %q. Try again in %s s (a browser that logged in as %q before is not held back).",
-				who.Name, retryAfter(wait), who.Name)
+				who.Name, retryAfter(wait), who.Name).limited(limitWrongPasswords)
 		}
 	}
 	wait, err := d.allow(ctx, "password:"+who.UID+":"+ip, d.limits.passwordPerMin, d.limits.passwordPerMin, time.Minute)
@@ -235,13 +242,14 @@ func (d deps) admitName(r *http.Request, who identity, password, ip string, dept
 		return admission{}, unavailableRefusal()
 	}
 	if wait > 0 {
-		return admission{}, refuse(http.StatusTooManyRequests, time.Minute, "Too many password attempts for %q. Try again in a minute.", who.Name)
+		return admission{}, refuse(http.StatusTooManyRequests, time.Minute, "Too many password attempts for %q. Try again in a minute.", who.Name).limited(limitPasswords)
 	}
 	var wrong bool
 	if rf := d.hash(ctx, ip, func() { wrong = bcrypt.CompareHashAndPassword([]byte(hash), []byte(password)) != nil }); rf != nil {
 		return admission{}, rf
 	}
 	if wrong {
+		d.metrics.wrongPassword()
 		fctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
 		if err := failScript.Run(fctx, d.rdb, []string{failuresKey(who.UID)},
@@ -280,7 +288,7 @@ func (d deps) reserve(r *http.Request, who identity, password, ip string, depth 
 	}
 	if wait > 0 {
 		return admission{}, refuse(http.StatusTooManyRequests, wait,
-			"Your address has reserved too many names today (%d). Try again in %s s, or log in without a password.", n.reservesPerDay, retryAfter(wait))
+			"Your address has reserved too many names today (%d). Try again in %s s, or log in without a password.", n.reservesPerDay, retryAfter(wait)).limited(limitReserves)
 	}
 	var h []byte
 	var herr error
@@ -317,9 +325,9 @@ func (d deps) reserve(r *http.Request, who identity, password, ip string, depth 
 func (d deps) hash(ctx context.Context, ip string, f func()) *refusal {
 	switch err := d.names.gate.do(ctx, ip, f); {
 	case errors.Is(err, errHashAddr):
-		return refuse(http.StatusTooManyRequests, 2*time.Second, "Your address already has password checks in progress. Try again in a few seconds.")
+		return refuse(http.StatusTooManyRequests, 2*time.Second, "Your address already has password checks in progress. Try again in a few seconds.").limited(limitHashAddr)
 	case err != nil:
-		return refuse(http.StatusServiceUnavailable, 2*time.Second, "The server is busy checking other passwords. Try again in a few seconds.")
+		return refuse(http.StatusServiceUnavailable, 2*time.Second, "The server is busy checking other passwords. Try again in a few seconds.").limited(limitHashBusy)
 	}
 	return nil
 }

@@ -143,6 +143,7 @@ func (f *firstSeen) since(ctx context.Context, uid string, now time.Time) (time.
 type postRefusal struct {
 	wait time.Duration
 	msg  string
+	kind string // which limit (metrics)
 }
 
 // checkFloods applies the flood limits to one post of who in room from
@@ -172,7 +173,7 @@ func (d deps) checkFloods(ctx context.Context, uid, room, addr string) (*postRef
 			}
 			if !set {
 				left = max(left, time.Millisecond)
-				return &postRefusal{left, fmt.Sprintf("slow mode: this room allows one message every %s per person; try again in %s s", iv, retryAfter(left))}, nil
+				return &postRefusal{left, fmt.Sprintf("slow mode: this room allows one message every %s per person; try again in %s s", iv, retryAfter(left)), limitSlowMode}, nil
 			}
 		}
 	}
@@ -188,7 +189,7 @@ func (d deps) checkFloods(ctx context.Context, uid, room, addr string) (*postRef
 				return nil, err
 			}
 			if wait > 0 {
-				return &postRefusal{wait, fmt.Sprintf("slow down: new names may send %d messages a minute during their first %s; try again in %s s", pl.newPerMin, pl.newAge, retryAfter(wait))}, nil
+				return &postRefusal{wait, fmt.Sprintf("slow down: new names may send %d messages a minute during their first %s; try again in %s s", pl.newPerMin, pl.newAge, retryAfter(wait)), limitNewName}, nil
 			}
 		}
 	}
@@ -197,7 +198,7 @@ func (d deps) checkFloods(ctx context.Context, uid, room, addr string) (*postRef
 		return nil, err
 	}
 	if wait > 0 {
-		return &postRefusal{wait, fmt.Sprintf("slow down: too many messages from your address (limit %d per second); try again in %s s", pl.perAddr, retryAfter(wait))}, nil
+		return &postRefusal{wait, fmt.Sprintf("slow down: too many messages from your address (limit %d per second); try again in %s s", pl.perAddr, retryAfter(wait)), limitPostsAddr}, nil
 	}
 	if isNew && pl.perRoom > 0 {
 		// New names together get half of the room's rate: a flood of fresh
@@ -208,7 +209,7 @@ func (d deps) checkFloods(ctx context.Context, uid, room, addr string) (*postRef
 			return nil, err
 		}
 		if wait > 0 {
-			return &postRefusal{wait, fmt.Sprintf("slow down: this room is busy with new names (limit %d messages per second for all of them); try again in %s s", share, retryAfter(wait))}, nil
+			return &postRefusal{wait, fmt.Sprintf("slow down: this room is busy with new names (limit %d messages per second for all of them); try again in %s s", share, retryAfter(wait)), limitPostsRoomNew}, nil
 		}
 	}
 	wait, err = d.allow(ctx, "post-room:"+room, pl.perRoom, 2*pl.perRoom, time.Second)
@@ -216,7 +217,7 @@ func (d deps) checkFloods(ctx context.Context, uid, room, addr string) (*postRef
 		return nil, err
 	}
 	if wait > 0 {
-		return &postRefusal{wait, fmt.Sprintf("slow down: this room is busy (limit %d messages per second for everyone); try again in %s s", pl.perRoom, retryAfter(wait))}, nil
+		return &postRefusal{wait, fmt.Sprintf("slow down: this room is busy (limit %d messages per second for everyone); try again in %s s", pl.perRoom, retryAfter(wait)), limitPostsRoom}, nil
 	}
 	return nil, nil
 }

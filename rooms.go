@@ -129,6 +129,7 @@ func (d deps) joinRoom(ctx context.Context, w http.ResponseWriter, who identity,
 	}
 	if wait > 0 {
 		w.Header().Set("Retry-After", retryAfter(wait))
+		d.metrics.limit(limitJoins)
 		return http.StatusTooManyRequests, fmt.Sprintf("you are joining rooms too fast; try again in %s s", retryAfter(wait))
 	}
 	if _, err := d.broker.Join(ctx, who.UID, room, d.rooms.max); err != nil {
@@ -378,6 +379,7 @@ func handleTyping(d deps) http.Handler {
 		}
 		if wait > 0 {
 			w.Header().Set("Retry-After", retryAfter(wait))
+			d.metrics.limit(limitTyping)
 			httpError(w, http.StatusTooManyRequests, fmt.Sprintf("typing signals are limited to %d a minute; try again in %s s", d.rooms.typingPerMin, retryAfter(wait)))
 			return
 		}

@@ -98,6 +98,7 @@ func handleStream(d deps) http.Handler {
 		switch {
 		case errors.Is(err, fanout.ErrSessionStreams):
 			done()
+			d.metrics.limit(limitStreamsSession)
 			httpError(w, http.StatusTooManyRequests, err.Error())
 			return
 		case err != nil:
@@ -114,6 +115,11 @@ func handleStream(d deps) http.Handler {
 		if err != nil {
 			s.Cancel()
 			if errors.Is(err, fanout.ErrSessionStreams) || errors.Is(err, errAddrStreams) {
+				kind := limitStreamsSession
+				if errors.Is(err, errAddrStreams) {
+					kind = limitStreamsAddr
+				}
+				d.metrics.limit(kind)
 				w.Header().Set("Retry-After", "10")
 				httpError(w, http.StatusTooManyRequests, err.Error())
 				return
