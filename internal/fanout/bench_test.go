@@ -12,14 +12,19 @@ import (
 	"chatroom/internal/chat"
 )
 
-// benchEvent is a typical chat message event.
+// benchEvent is a typical chat message event, timed as the server times
+// its messages (Born), so writes report their latency.
 func benchEvent() *Event {
-	return &Event{ID: chat.ID{Ms: 1}, Room: chat.DefaultRoom, IDLen: len("id: 1-0\n"), Wire: []byte("id: 1-0\nevent: message\ndata: " +
+	return &Event{ID: chat.ID{Ms: 1}, Room: chat.DefaultRoom, IDLen: len("id: 1-0\n"), Born: time.Now().UnixNano(), Wire: []byte("id: 1-0\nevent: message\ndata: " +
 		`{"user":"a","uid":"a","text":"hi","time":"2026-01-01T00:00:00Z"}` + "\n\n")}
 }
 
+// benchHub is a hub whose Latency hook costs what the server's does (a
+// histogram's observation is a few atomic adds).
 func benchHub(b *testing.B, queueEvents int) *Hub {
-	h := New(Config{QueueEvents: queueEvents, Heartbeat: time.Hour, WriteTimeout: 10 * time.Second, Writers: 4}, nil)
+	var observed atomic.Int64
+	h := New(Config{QueueEvents: queueEvents, Heartbeat: time.Hour, WriteTimeout: 10 * time.Second, Writers: 4,
+		Latency: func(d time.Duration) { observed.Add(int64(d)) }}, nil)
 	b.Cleanup(func() { h.Shutdown(context.Background()) })
 	return h
 }
@@ -119,7 +124,7 @@ func benchRooms() (rooms []string, evs []*Event, start map[string]chat.ID) {
 		id := chat.ID{Ms: 1733050000000 + uint64(i)}
 		start[room] = id
 		line := "id: " + string(AppendEntry(nil, room, id)) + "\n"
-		evs = append(evs, &Event{ID: id, Room: room, IDLen: len(line), Wire: []byte(line + "event: message\ndata: " +
+		evs = append(evs, &Event{ID: id, Room: room, IDLen: len(line), Born: time.Now().UnixNano(), Wire: []byte(line + "event: message\ndata: " +
 			`{"id":"` + id.String() + `","room":"` + room + `","user":"a","uid":"a","text":"hi","time":"2026-01-01T00:00:00Z"}` + "\n\n")})
 	}
 	return rooms, evs, start
