@@ -5,8 +5,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -74,7 +76,6 @@ type config struct {
 	slowMode        time.Duration
 	maxLines        int
 	sessionKeyFile  string
-	metricsFrom     string
 	metricsAddr     string
 	hashSlots       int
 	hashWait        time.Duration
@@ -171,7 +172,6 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	num(&c.maxLines, "max-lines", "MAX_LINES", 40, "most lines in one message (beyond: 400)")
 	str(&c.sessionKeyFile, "session-key-file", "SESSION_KEY_FILE", "", "file of session secrets, one per line, newest first (instead of -session-keys); created with one random secret (mode 0600) when missing; refused when others may read it")
 	str(&c.metricsAddr, "metrics-addr", "METRICS_ADDR", "", "listen address of the private listener for Prometheus metrics (GET /metrics) and net/http/pprof (/debug/pprof/); empty: off. Never the public address")
-	str(&c.metricsFrom, "metrics-from", "METRICS_FROM", "", "comma-separated IPs or CIDRs whose direct requests may read GET /metrics (counters as JSON); empty: /metrics is 404")
 
 	num(&c.hashSlots, "hash-slots", "HASH_SLOTS", max(1, runtime.GOMAXPROCS(0)/2), "password hashes (bcrypt) computed at once per instance; one client address may have half of them (at least 1) waiting or running")
 	dur(&c.hashWait, "hash-wait", "HASH_WAIT", time.Second, "how long a login with a password waits for a free hash slot before 503")
@@ -297,8 +297,13 @@ func (c config) validate() error {
 	check(c.slowMode >= 0 && c.slowMode <= maxSlowMode && c.slowMode%time.Second == 0, "-slow-mode must be whole seconds between 0 and %v", maxSlowMode)
 	check(c.maxLines >= 1, "-max-lines must be at least 1")
 	check(c.sessionKeyFile == "" || c.sessionKeys == "", "-session-keys and -session-key-file exclude each other")
-	_, err := parseProxies(c.metricsFrom)
-	check(err == nil, "-metrics-from: %v", err)
+	if c.metricsAddr != "" { // caught here, before anything starts, not at listen
+		_, port, err := net.SplitHostPort(c.metricsAddr)
+		if err == nil {
+			_, err = strconv.ParseUint(port, 10, 16)
+		}
+		check(err == nil, "-metrics-addr %q must be host:port with a port number up to 65535", c.metricsAddr)
+	}
 	check(c.hashSlots >= 1 && c.hashSlots <= 1024, "-hash-slots must be between 1 and 1024")
 	check(c.hashWait >= 0 && c.hashWait <= time.Minute, "-hash-wait must be between 0 and 1m")
 	check(c.reserveTTL == 0 || c.reserveTTL >= time.Hour, "-reserve-ttl must be 0 (never) or at least 1h")
@@ -310,7 +315,7 @@ func (c config) validate() error {
 	check(c.rateMod >= 0, "-rate-mod must not be negative")
 	_, aerr := parseAdmins(c.admins)
 	check(aerr == nil, "-admins: %v", aerr)
-	_, err = parseProxies(c.trustedProxies)
+	_, err := parseProxies(c.trustedProxies)
 	check(err == nil, "-trusted-proxies: %v", err)
 	_, err = parsePublicURLs(c.publicURL)
 	check(err == nil, "-public-url (PUBLIC_URL): %v", err)

@@ -259,7 +259,8 @@ func TestConfigInvalid(t *testing.T) {
 		{"max lines zero", []string{"-max-lines", "0"}, nil, "-max-lines must be at least 1"},
 		{"negative new name age", []string{"-new-name-age", "-1m"}, nil, "-new-name-age must not be negative"},
 		{"key file and keys", []string{"-session-key-file", "/tmp/k", "-session-keys", "0123456789abcdef0123456789abcdef"}, nil, "-session-keys and -session-key-file exclude each other"},
-		{"bad metrics address", []string{"-metrics-from", "localhost"}, nil, "-metrics-from"},
+		{"metrics address out of range", []string{"-metrics-addr", "nonsense:99999"}, nil, `-metrics-addr "nonsense:99999" must be host:port`},
+		{"env metrics address without port", nil, map[string]string{"METRICS_ADDR": "localhost"}, `-metrics-addr "localhost" must be host:port`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

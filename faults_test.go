@@ -324,7 +324,7 @@ func TestRedisKilledUnderLoad(t *testing.T) {
 	stopSubs := startSubscribers(subs, "")
 	defer stopSubs()
 	for _, srv := range servers {
-		waitFor(t, 10*time.Second, "streams open", func() bool { return readyzStats(t, srv.URL).Streams == 2 })
+		waitFor(t, 10*time.Second, "streams open", func() bool { return serverCounters(t, srv).Streams == 2 })
 	}
 
 	poster := newSequentialPoster(login(t, servers[0].URL, "poster"), "seq", func(i int) string { return servers[i%2].URL })
@@ -398,7 +398,7 @@ func TestInstanceStoppedUnderLoad(t *testing.T) {
 			stopSubs := startSubscribers(subs, "0-1")
 			defer stopSubs()
 			for _, p := range []*serverProcess{a, b} {
-				waitFor(t, 10*time.Second, "streams open", func() bool { return readyzStats(t, p.URL).Streams == 2 })
+				waitFor(t, 10*time.Second, "streams open", func() bool { return serverCounters(t, p).Streams == 2 })
 			}
 
 			// Posts alternate between the instances while A is up, then

@@ -37,7 +37,7 @@ func TestHTTP2Stream(t *testing.T) {
 	if !sameTexts(resumed, []string{"missed"}) {
 		t.Fatalf("resume over h2 got %q", texts(resumed))
 	}
-	if st := readyzStats(t, srv.URL); st.Streams != 2 {
+	if st := serverCounters(t, srv); st.Streams != 2 {
 		t.Fatalf("streams = %d, want 2", st.Streams)
 	}
 }
@@ -53,7 +53,7 @@ func TestStreamHead(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream" || resp.body != "" {
 		t.Fatalf("HEAD /stream: %d %q %q", resp.StatusCode, resp.Header.Get("Content-Type"), resp.body)
 	}
-	if st := readyzStats(t, srv.URL); st.Streams != 0 {
+	if st := serverCounters(t, srv); st.Streams != 0 {
 		t.Fatalf("HEAD opened %d streams", st.Streams)
 	}
 }

@@ -72,7 +72,6 @@ type deps struct {
 	static      map[string]*staticFile
 	posts       postLimits   // flood limits on top of limits.postsPerSec
 	slots       *streamSlots // stream caps per login and client address, all instances
-	metricsFrom proxyTrust   // peers that may read /metrics
 	metrics     *metrics     // Prometheus counters of what handlers do
 	mod         moderationConfig
 	origins     publicURLs // trusted by the cross-origin check besides the request's own Host
@@ -132,7 +131,6 @@ func addRoutes(mux *http.ServeMux, d deps) {
 	mux.Handle("GET /whoami", handleWhoami(d))
 	mux.Handle("GET /healthz", handleHealthz())
 	mux.Handle("GET /readyz", handleReadyz(d))
-	mux.Handle("GET /metrics", handleMetrics(d))
 	mux.Handle("GET /static/", handleStatic(d.static))
 	// Moderation (moderation.go): authors and admins on messages, admins on people.
 	mux.Handle("POST /r/{room}/delete", handleModerateMessage(d, chat.OpDelete))
@@ -540,35 +538,6 @@ func handleReadyz(d deps) http.Handler {
 			return
 		}
 		fmt.Fprintln(w, "ok")
-	})
-}
-
-// serverStats is what GET /metrics answers: readiness, the hub's stream and
-// eviction counts and the broker's counters.
-type serverStats struct {
-	Ready     bool         `json:"ready"`
-	Streams   int          `json:"streams"`
-	Evictions int64        `json:"evictions"`
-	Broker    broker.Stats `json:"broker"`
-}
-
-func (d deps) stats() serverStats {
-	st := d.hub.Stats()
-	return serverStats{d.broker.Ready(), st.Streams, st.Evictions, d.broker.Stats()}
-}
-
-// handleMetrics serves GET /metrics: the counters as JSON, only to a
-// direct request (no X-Forwarded-For) from a peer in -metrics-from;
-// everyone else gets 404, as if there were no such route.
-func handleMetrics(d deps) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if len(d.metricsFrom) == 0 || !d.metricsFrom.trusts(remoteAddr(r)) || r.Header.Get("X-Forwarded-For") != "" {
-			http.NotFound(w, r)
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Cache-Control", "no-store")
-		json.NewEncoder(w).Encode(d.stats())
 	})
 }
 

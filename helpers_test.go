@@ -34,9 +34,10 @@ type testServer struct {
 // testLimitFlags are added to every test server's flags: every test runs
 // from one loopback address and posts with fresh names, so the limits per
 // address, per room and for new names are off unless a test sets them
-// (limits_test.go does); /metrics is open to loopback (readyzStats).
+// (limits_test.go does); each has a private metrics listener on a free
+// loopback port (serverCounters).
 var testLimitFlags = []string{"-streams-per-addr", "0", "-conns-per-addr", "0", "-rate-posts-addr", "0",
-	"-rate-posts-room", "0", "-new-name-posts", "0", "-metrics-from", "127.0.0.1,::1"}
+	"-rate-posts-room", "0", "-new-name-posts", "0", "-metrics-addr", "127.0.0.1:0"}
 
 // startServer runs the chat server on a free loopback port against redisURL
 // and waits until /readyz says delivery works. Extra flags override the
@@ -158,6 +159,50 @@ func (l *logBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// loggedServer is a test server of either kind, in this process
+// (testServer) or a child process (serverProcess), through its log.
+type loggedServer interface{ log() *logBuffer }
+
+func (s *testServer) log() *logBuffer    { return s.logs }
+func (p *serverProcess) log() *logBuffer { return p.logs }
+
+// counters are the server's counts that tests wait on.
+type counters struct {
+	Ready           bool  // delivery through Redis works
+	Streams         int   // open streams, both modes
+	Evictions       int   // streams the server closed as slow or stalled
+	BrokerDelivered int64 // events the broker handed to the hub
+}
+
+// serverCounters reads srv's counters from its private metrics listener
+// (testLimitFlags gives every test server one; its log says where).
+func serverCounters(t *testing.T, srv loggedServer) counters {
+	t.Helper()
+	m := scrape(t, metricsURL(t, srv.log()))
+	return counters{
+		Ready:           m[`chat_ready`] == 1,
+		Streams:         int(m[`chat_streams_open{mode="pooled"}`] + m[`chat_streams_open{mode="goroutine"}`]),
+		Evictions:       int(m[`chat_stream_closes_total{reason="slow"}`] + m[`chat_stream_closes_total{reason="stalled"}`]),
+		BrokerDelivered: int64(m[`chat_broker_events_total{kind="delivered"}`]),
+	}
+}
+
+// metricsURL waits until logs has the "metrics listening" line and returns
+// its URL; it fails t if the line does not come (no -metrics-addr).
+func metricsURL(t *testing.T, logs *logBuffer) string {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if m := metricsLine.FindStringSubmatch(logs.String()); m != nil {
+			return m[1]
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no metrics listener in the server's log within 10 s (was -metrics-addr overridden or off?):\n%s", logs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // chatClient is one user's HTTP client, with its own cookie jar.

@@ -39,7 +39,7 @@ func TestNoGoroutineLeaks(t *testing.T) {
 		}
 		// The server notices closed streams at its next write (a heartbeat
 		// at the latest).
-		waitFor(t, 10*time.Second, mode+": closed streams removed", func() bool { return readyzStats(t, srv.URL).Streams == 0 })
+		waitFor(t, 10*time.Second, mode+": closed streams removed", func() bool { return serverCounters(t, srv).Streams == 0 })
 
 		// Streams still open when the server shuts down, one of them
 		// resuming from history.

@@ -102,9 +102,8 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 	if shared {
 		log.Warn("no session keys configured: the generated secret is kept in redis in plain text, and whoever can read redis can forge any identity; set -session-key-file or -session-keys")
 	}
-	proxies, _ := parseProxies(cfg.trustedProxies)  // validated in parseConfig
-	metricsFrom, _ := parseProxies(cfg.metricsFrom) // likewise
-	public, _ := parsePublicURLs(cfg.publicURL)     // likewise
+	proxies, _ := parseProxies(cfg.trustedProxies) // validated in parseConfig
+	public, _ := parsePublicURLs(cfg.publicURL)    // likewise
 	secureCookies := cfg.secureCookies || public.https()
 	if len(public) > 0 {
 		log.Info("public url", "origins", public.String(), "secure_cookies", secureCookies)
@@ -198,7 +197,6 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 		static:      static,
 		origins:     public,
 		slots:       slots,
-		metricsFrom: metricsFrom,
 		metrics:     m,
 		posts: postLimits{
 			perAddr:    cfg.ratePostsAddr,

@@ -173,12 +173,12 @@ func TestReplaySkipsQueuedLive(t *testing.T) {
 			duringReplay.armed.Store(true)
 			streamCh := openStreamAsync(alice, from, "")
 			waitHeld(t, beforeNewest)
-			delivered := readyzStats(t, srv.URL).Broker.Delivered
+			delivered := serverCounters(t, srv).BrokerDelivered
 			queued := numbered("queued-"+mode, 10)
 			postAll(bob, queued)
 			// Every one is in the stream's queue before the replay starts.
 			waitFor(t, 10*time.Second, "live delivery to the hub", func() bool {
-				return readyzStats(t, srv.URL).Broker.Delivered >= delivered+int64(len(queued))
+				return serverCounters(t, srv).BrokerDelivered >= delivered+int64(len(queued))
 			})
 			close(beforeNewest.release)
 			waitHeld(t, duringReplay)

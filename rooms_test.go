@@ -198,7 +198,7 @@ func TestOneStreamManyRoomsResume(t *testing.T) {
 			bob := login(t, srv.URL, "bob-"+mode)
 			bob.join(rooms...)
 			s := alice.openStream("", "")
-			waitFor(t, 10*time.Second, "one stream", func() bool { return readyzStats(t, srv.URL).Streams == 1 })
+			waitFor(t, 10*time.Second, "one stream", func() bool { return serverCounters(t, srv).Streams == 1 })
 			// One message in each of the five rooms; the stream's ids cover all.
 			bob.post("first-chat")
 			for _, r := range rooms {
@@ -208,7 +208,7 @@ func TestOneStreamManyRoomsResume(t *testing.T) {
 			if len(msgs) != 5 {
 				t.Fatalf("got %d messages, want 5", len(msgs))
 			}
-			if n := readyzStats(t, srv.URL).Streams; n != 1 {
+			if n := serverCounters(t, srv).Streams; n != 1 {
 				t.Fatalf("%d streams open for one user in five rooms, want 1", n)
 			}
 			last := ids[len(ids)-1]

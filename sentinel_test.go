@@ -23,7 +23,7 @@ func TestSentinelFailover(t *testing.T) {
 	}
 	stopSubs := startSubscribers(subs, "")
 	defer stopSubs()
-	waitFor(t, 10*time.Second, "streams open", func() bool { return readyzStats(t, srv.URL).Streams == 2 })
+	waitFor(t, 10*time.Second, "streams open", func() bool { return serverCounters(t, srv).Streams == 2 })
 
 	poster := newSequentialPoster(login(t, srv.URL, "poster"), "fo", func(int) string { return srv.URL })
 	stopPoster := startPoster(poster, 5000)

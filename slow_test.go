@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"chatroom/internal/chat"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -94,26 +93,6 @@ func (s *stalledStream) drain(t testing.TB, timeout time.Duration) (msgs []chat.
 	return msgs, tail
 }
 
-// readyzBody is the server's counters, as GET /metrics answers them
-// (/readyz itself says only ok or degraded).
-type readyzBody = serverStats
-
-// readyzStats returns the server's counters from GET /metrics, which test
-// servers open to loopback (testLimitFlags).
-func readyzStats(t testing.TB, base string) readyzBody {
-	t.Helper()
-	resp, err := probeClient(base).Get(base + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var st readyzBody
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil || resp.StatusCode != 200 {
-		t.Fatalf("/metrics: %d %v", resp.StatusCode, err)
-	}
-	return st
-}
-
 // TestSlowSubscriberEvicted: a subscriber that stops reading is evicted
 // (counted in /readyz, its connection closed by the server) while another
 // subscriber keeps receiving every message promptly; the server does not
@@ -131,8 +110,8 @@ func TestSlowSubscriberEvicted(t *testing.T) {
 			slowUser := login(t, srv.URL, "slow")
 			start := pageLastID(t, slowUser) // where its stream starts, as a page's would
 			slow := openStalledStream(t, slowUser, start)
-			waitFor(t, 10*time.Second, "both streams open", func() bool { return readyzStats(t, srv.URL).Streams == 2 })
-			before := readyzStats(t, srv.URL).Evictions
+			waitFor(t, 10*time.Second, "both streams open", func() bool { return serverCounters(t, srv).Streams == 2 })
+			before := serverCounters(t, srv).Evictions
 
 			// 38 KB per message: the stalled peer's socket buffers (a few
 			// MB on loopback) fill after some dozens, then its queue of 16.
@@ -151,7 +130,7 @@ func TestSlowSubscriberEvicted(t *testing.T) {
 					t.Fatalf("normal subscriber: message %d not delivered within 5 s (got %d)", i, len(got))
 				}
 				maxDelay = max(maxDelay, time.Since(start))
-				if evictedAt < 0 && readyzStats(t, srv.URL).Evictions > before {
+				if evictedAt < 0 && serverCounters(t, srv).Evictions > before {
 					evictedAt = i
 				}
 			}
@@ -165,7 +144,7 @@ func TestSlowSubscriberEvicted(t *testing.T) {
 				t.Errorf("the normal subscriber waited %v for a message", maxDelay)
 			}
 			// The hub let go of it: only the normal stream is left.
-			waitFor(t, 10*time.Second, "evicted stream removed", func() bool { return readyzStats(t, srv.URL).Streams == 1 })
+			waitFor(t, 10*time.Second, "evicted stream removed", func() bool { return serverCounters(t, srv).Streams == 1 })
 
 			got, tail := slow.drain(t, 10*time.Second)
 			t.Logf("%s: stalled subscriber had %d complete messages when cut off (last event %q)", mode, len(got), tail)

@@ -83,9 +83,9 @@ func TestTLSStreams(t *testing.T) {
 			checkDelivery(t, proto+" stream that paused", got, append(posted, "after-"+proto), nil)
 
 			// Closing the client ends the server's stream at once.
-			n := readyzStats(t, srv.URL).Streams
+			n := serverCounters(t, srv).Streams
 			paused.Close()
-			waitFor(t, 10*time.Second, "the closed stream to be noticed", func() bool { return readyzStats(t, srv.URL).Streams == n-1 })
+			waitFor(t, 10*time.Second, "the closed stream to be noticed", func() bool { return serverCounters(t, srv).Streams == n-1 })
 		})
 	}
 }
