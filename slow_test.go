@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -170,3 +171,48 @@ func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestStalledSubscriberClosed: a subscriber that stops reading while its
+// queue is far within its bounds is closed as stalled (and counted as an
+// eviction) once its pending bytes get none written for -write-timeout,
+// while another subscriber receives every message.
+func TestStalledSubscriberClosed(t *testing.T) {
+	rs := redistest.Start(t)
+	for _, mode := range streamModes {
+		t.Run(mode, func(t *testing.T) {
+			// Queue bounds of 100,000 events and 256 MiB: never reached
+			// here, so the write timeout is the only way to close it.
+			srv := startServer(t, rs.URL(), "-rate-posts", "0", "-stream-mode", mode,
+				"-stream-buffer", "100000", "-stream-buffer-bytes", "268435456",
+				"-max-message", "40000", "-write-timeout", "2s")
+			bob := login(t, srv.URL, "bob")
+			normal := bob.openStream("", "")
+			slow := openStalledStream(t, login(t, srv.URL, "stalled"), "")
+			waitFor(t, 10*time.Second, "both streams open", func() bool { return serverCounters(t, srv).Streams == 2 })
+			before := serverCounters(t, srv).Evictions
+
+			// 300 messages of 38 KB (11 MB): more than the stalled peer's
+			// socket buffers take (tcp_wmem's 4 MB at most, a 4 KiB
+			// receive buffer), so bytes stay pending.
+			pad := strings.Repeat("x", 38000)
+			var posted []string
+			for i := range 300 {
+				text := fmt.Sprintf("stall-%s-%03d %s", mode, i, pad)
+				bob.post(text)
+				posted = append(posted, text)
+			}
+			waitFor(t, 20*time.Second, "the stalled stream closed and counted as an eviction", func() bool {
+				c := serverCounters(t, srv)
+				return c.Evictions == before+1 && c.Streams == 1
+			})
+			if !stalledClose.MatchString(srv.logs.String()) {
+				t.Errorf("no stream closed with reason=stalled in the log:\n%s", clip(srv.logs.String(), 20000))
+			}
+			got := normal.collectMessages(t, len(posted), 20*time.Second)
+			checkDelivery(t, "normal subscriber", got, posted, nil)
+			slow.drain(t, 10*time.Second) // the server closed its connection
+		})
+	}
+}
+
+var stalledClose = regexp.MustCompile(`msg="stream closed".* reason=stalled`)
