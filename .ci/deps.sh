@@ -3,7 +3,8 @@
 # redis-server, redis-tools), /usr/bin/chromium (package chromium), npm
 # (for the browser tests' npm packages, installed by .ci/npm-deps.sh) and
 # /usr/sbin/nginx (package nginx: the proxy tests run it with the shipped
-# deploy/nginx config).
+# deploy/nginx config) and systemd-analyze (package systemd: the deploy test
+# verifies the shipped unit and measures its exposure).
 # Called by `make deps`. Idempotent: does nothing when all are present.
 set -euo pipefail
 
@@ -13,13 +14,14 @@ command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
 [ -x /usr/sbin/nginx ] || missing+=(nginx)
+command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 
 if [ ${#missing[@]} -eq 0 ]; then
-	echo "deps: redis-server, redis-cli, /usr/bin/chromium, npm and /usr/sbin/nginx present"
+	echo "deps: redis-server, redis-cli, /usr/bin/chromium, npm, /usr/sbin/nginx and systemd-analyze present"
 	exit 0
 fi
 
-packages=(redis-server redis-tools chromium npm nginx)
+packages=(redis-server redis-tools chromium npm nginx systemd)
 
 if [ "$(id -u)" -eq 0 ]; then
 	sudo=()
@@ -62,7 +64,7 @@ status=0
 if [ "$status" -ne 0 ]; then
 	# A postinst that failed only on starting a service leaves the binaries
 	# installed; accept that, report anything else.
-	if command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1 && [ -x /usr/bin/chromium ] && command -v npm >/dev/null 2>&1 && [ -x /usr/sbin/nginx ]; then
+	if command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1 && [ -x /usr/bin/chromium ] && command -v npm >/dev/null 2>&1 && [ -x /usr/sbin/nginx ] && command -v systemd-analyze >/dev/null 2>&1; then
 		echo "deps: apt-get install exited with $status, but all binaries are installed; continuing" >&2
 	else
 		echo "deps: apt-get install failed with status $status" >&2
@@ -75,4 +77,5 @@ for bin in redis-server redis-cli; do
 done
 [ -x /usr/bin/chromium ] || { echo "deps: /usr/bin/chromium still missing" >&2; exit 1; }
 [ -x /usr/sbin/nginx ] || { echo "deps: /usr/sbin/nginx still missing" >&2; exit 1; }
+command -v systemd-analyze >/dev/null 2>&1 || { echo "deps: systemd-analyze still missing" >&2; exit 1; }
 echo "deps: installed"
