@@ -10,9 +10,9 @@ run:
 build:
 	$(GO) build -o bin/chatroom .
 
-# Installs redis-server, redis-cli, /usr/bin/chromium, npm, nginx and
+# Installs redis-server, redis-cli, /usr/bin/chromium, npm, nginx, caddy and
 # systemd-analyze (Debian packages redis-server, redis-tools, chromium, npm,
-# nginx, systemd) when missing: as root
+# nginx, caddy, systemd) when missing: as root
 # directly, else with passwordless sudo, else prints what to install and
 # fails; then axe-core from the npm registry into .deps/ (git-ignored).
 deps:

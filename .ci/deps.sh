@@ -3,8 +3,9 @@
 # redis-server, redis-tools), /usr/bin/chromium (package chromium), npm
 # (for the browser tests' npm packages, installed by .ci/npm-deps.sh) and
 # /usr/sbin/nginx (package nginx: the proxy tests run it with the shipped
-# deploy/nginx config) and systemd-analyze (package systemd: the deploy test
-# verifies the shipped unit and measures its exposure).
+# deploy/nginx config), /usr/bin/caddy (package caddy: the Caddy test runs
+# the shipped deploy/Caddyfile) and systemd-analyze (package systemd: the
+# deploy test verifies the shipped unit and measures its exposure).
 # Called by `make deps`. Idempotent: does nothing when all are present.
 set -euo pipefail
 
@@ -14,14 +15,17 @@ command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
 [ -x /usr/sbin/nginx ] || missing+=(nginx)
+[ -x /usr/bin/caddy ] || missing+=(caddy)
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 
 if [ ${#missing[@]} -eq 0 ]; then
-	echo "deps: redis-server, redis-cli, /usr/bin/chromium, npm, /usr/sbin/nginx and systemd-analyze present"
+	echo "deps: redis-server, redis-cli, /usr/bin/chromium, npm, /usr/sbin/nginx, /usr/bin/caddy and systemd-analyze present"
 	exit 0
 fi
 
-packages=(redis-server redis-tools chromium npm nginx systemd)
+# Only the missing packages: one already provided otherwise (npm from
+# another Node.js, say) could conflict with its Debian package.
+packages=("${missing[@]}")
 
 if [ "$(id -u)" -eq 0 ]; then
 	sudo=()
@@ -34,7 +38,7 @@ else
 	exit 1
 fi
 
-echo "deps: missing ${missing[*]}; installing ${packages[*]}"
+echo "deps: installing ${packages[*]}"
 
 # The tests start their own redis-server and nginx processes on free ports,
 # so the system services are not wanted. Deny service starts during the install with
@@ -64,7 +68,7 @@ status=0
 if [ "$status" -ne 0 ]; then
 	# A postinst that failed only on starting a service leaves the binaries
 	# installed; accept that, report anything else.
-	if command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1 && [ -x /usr/bin/chromium ] && command -v npm >/dev/null 2>&1 && [ -x /usr/sbin/nginx ] && command -v systemd-analyze >/dev/null 2>&1; then
+	if command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1 && [ -x /usr/bin/chromium ] && command -v npm >/dev/null 2>&1 && [ -x /usr/sbin/nginx ] && [ -x /usr/bin/caddy ] && command -v systemd-analyze >/dev/null 2>&1; then
 		echo "deps: apt-get install exited with $status, but all binaries are installed; continuing" >&2
 	else
 		echo "deps: apt-get install failed with status $status" >&2
@@ -77,5 +81,6 @@ for bin in redis-server redis-cli; do
 done
 [ -x /usr/bin/chromium ] || { echo "deps: /usr/bin/chromium still missing" >&2; exit 1; }
 [ -x /usr/sbin/nginx ] || { echo "deps: /usr/sbin/nginx still missing" >&2; exit 1; }
+[ -x /usr/bin/caddy ] || { echo "deps: /usr/bin/caddy still missing" >&2; exit 1; }
 command -v systemd-analyze >/dev/null 2>&1 || { echo "deps: systemd-analyze still missing" >&2; exit 1; }
 echo "deps: installed"
