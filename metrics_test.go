@@ -56,11 +56,7 @@ func TestMetrics(t *testing.T) {
 	rs := redistest.Start(t)
 	srv := startServer(t, rs.URL(), "-metrics-addr", "127.0.0.1:0", "-heartbeat", "200ms", "-rate-posts", "0",
 		"-rate-typing", "1", "-stream-buffer", "16", "-max-message", "40000", "-write-timeout", "10s")
-	m := metricsLine.FindStringSubmatch(srv.logs.String())
-	if m == nil {
-		t.Fatalf("no metrics listener in the log:\n%s", srv.logs)
-	}
-	metricsURL := m[1]
+	metricsURL := metricsURL(t, srv.logs)
 	check := func(what string, want map[string]float64) {
 		t.Helper()
 		got := scrape(t, metricsURL)
@@ -241,10 +237,7 @@ func TestRateLimitedByKind(t *testing.T) {
 	rs := redistest.Start(t)
 	srv := startServer(t, rs.URL(), "-metrics-addr", "127.0.0.1:0", "-rate-logins", "4", "-rate-passwords", "1",
 		"-rate-posts", "1", "-rate-burst", "1", "-rate-joins", "1", "-streams-per-session", "1")
-	m := metricsLine.FindStringSubmatch(srv.logs.String())
-	if m == nil {
-		t.Fatalf("no metrics listener in the log:\n%s", srv.logs)
-	}
+	metrics := metricsURL(t, srv.logs)
 	want := func(what string, r response, status int) {
 		t.Helper()
 		if r.StatusCode != status {
@@ -266,7 +259,7 @@ func TestRateLimitedByKind(t *testing.T) {
 	if status, body, _ := streamStatus(t, bob); status != http.StatusTooManyRequests {
 		t.Fatalf("a second stream: %d %q, want 429", status, body)
 	}
-	got := scrape(t, m[1])
+	got := scrape(t, metrics)
 	for _, kind := range []string{limitLogins, limitPasswords, limitWrongPasswords, limitReserves, limitHashAddr,
 		limitHashBusy, limitPostsUser, limitSlowMode, limitNewName, limitPostsAddr, limitPostsRoomNew, limitPostsRoom,
 		limitJoins, limitTyping, limitSearches, limitModeration, limitStreamsSession, limitStreamsAddr, limitConnsAddr} {
@@ -289,10 +282,7 @@ func TestRateLimitedByKind(t *testing.T) {
 func TestRateLimitedSlowModeAndConnections(t *testing.T) {
 	rs := redistest.Start(t)
 	srv := startServer(t, rs.URL(), "-metrics-addr", "127.0.0.1:0", "-rate-posts", "0", "-slow-mode", "1m", "-conns-per-addr", "8")
-	m := metricsLine.FindStringSubmatch(srv.logs.String())
-	if m == nil {
-		t.Fatalf("no metrics listener in the log:\n%s", srv.logs)
-	}
+	metrics := metricsURL(t, srv.logs)
 	alice := login(t, srv.URL, "alice")
 	alice.post("first")
 	if r := alice.postForm("/post", url.Values{"message": {"second"}}); r.StatusCode != http.StatusTooManyRequests {
@@ -309,9 +299,9 @@ func TestRateLimitedSlowModeAndConnections(t *testing.T) {
 		defer c.Close()
 	}
 	waitFor(t, 10*time.Second, "the refused connections counted", func() bool {
-		return scrape(t, m[1])[`chat_rate_limited_total{kind="connections_addr"}`] >= 4
+		return scrape(t, metrics)[`chat_rate_limited_total{kind="connections_addr"}`] >= 4
 	})
-	got := scrape(t, m[1])
+	got := scrape(t, metrics)
 	if v := got[`chat_rate_limited_total{kind="connections_addr"}`]; v > 12 {
 		t.Errorf("%v connections counted as refused, of 12", v)
 	}
