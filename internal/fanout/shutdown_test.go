@@ -91,10 +91,17 @@ func TestShutdownUnattached(t *testing.T) {
 		t.Fatalf("got %q", got)
 	}
 	h.Shutdown(context.Background())
+	// The first Shutdown's work is done (stopped is closed last); that
+	// goroutine may not have run its deferred close(first) yet.
+	select {
+	case <-h.stopped:
+	default:
+		t.Fatal("the second Shutdown returned before the first had finished")
+	}
 	select {
 	case <-first:
-	default:
-		t.Fatal("the second Shutdown returned before the first")
+	case <-time.After(never):
+		t.Fatal("the first Shutdown never returned")
 	}
 	if st := h.Stats(); st.Streams != 0 {
 		t.Fatalf("stats %+v", st)
