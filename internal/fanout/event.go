@@ -22,6 +22,14 @@ type Event struct {
 	Born int64
 }
 
+// earlier is the earlier of born and ev's birth, where 0 is none.
+func earlier(born int64, ev *Event) int64 {
+	if ev.Born > 0 && (born == 0 || ev.Born < born) {
+		return ev.Born
+	}
+	return born
+}
+
 // hasIDLine reports whether Wire starts with an id line that a stream of
 // several rooms replaces. An IDLen that leaves no event after the line is
 // taken as none, so a malformed event cannot make a writer slice out of

@@ -108,9 +108,7 @@ type pending struct {
 // bytes written, so that the queue's count stays what is accepted and not
 // written, and returns to 0 once everything is.
 func (p *pending) add(ev *Event, pos *Position) {
-	if ev.Born > 0 && (p.born == 0 || ev.Born < p.born) {
-		p.born = ev.Born
-	}
+	p.born = earlier(p.born, ev)
 	if !pos.multi() || !ev.hasIDLine() {
 		p.bufs = append(p.bufs, ev.Wire)
 		p.ends = append(p.ends, true)

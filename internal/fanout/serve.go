@@ -118,9 +118,7 @@ func (s *Subscriber) writeBatch(w StreamWriter, evs []*Event) (clean bool, err e
 	var own [1][]byte
 	var born int64 // the oldest timed event's birth
 	for _, ev := range evs {
-		if ev.Born > 0 && (born == 0 || ev.Born < born) {
-			born = ev.Born
-		}
+		born = earlier(born, ev)
 		// Its own wire, or on a stream of several rooms a composite id
 		// line and the rest, as in pending.add, which also says why the
 		// queue's bytes are corrected.
