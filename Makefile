@@ -10,11 +10,11 @@ run:
 build:
 	$(GO) build -o bin/chatroom .
 
-# Installs redis-server, redis-cli, /usr/bin/chromium, npm, nginx, caddy and
-# systemd-analyze (Debian packages redis-server, redis-tools, chromium, npm,
-# nginx, caddy, systemd) when missing: as root
-# directly, else with passwordless sudo, else prints what to install and
-# fails; then axe-core from the npm registry into .deps/ (git-ignored).
+# Installs redis-server, redis-cli, /usr/bin/chromium, npm and nginx (Debian
+# packages redis-server, redis-tools, chromium, npm, nginx) when missing, and
+# caddy and systemd-analyze (packages caddy, systemd) where apt offers them:
+# as root directly, else with passwordless sudo, else prints what to install
+# and fails; then axe-core from the npm registry into .deps/ (git-ignored).
 deps:
 	@bash .ci/deps.sh
 	@bash .ci/npm-deps.sh

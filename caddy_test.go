@@ -79,7 +79,8 @@ func caddyfile(t testing.TB, upstreams []string, port int, admin string, opts ca
 func startCaddy(t testing.TB, upstreams []string, opts caddyOptions) *testCaddy {
 	t.Helper()
 	if _, err := os.Stat(caddyPath); err != nil {
-		t.Fatalf("caddy not found: run make deps (%v)", err)
+		// make deps installs it where apt offers it (Debian 12 does).
+		t.Skipf("caddy is not installed (%v): make deps installs Debian's package caddy where apt offers it", err)
 	}
 	dir := t.TempDir()
 	port := freePort(t)
