@@ -61,6 +61,13 @@ const (
 	limitConnsAddr      = "connections_addr" // -conns-per-addr (connection closed at accept)
 )
 
+// limitKinds are all the kinds above.
+func limitKinds() []string {
+	return []string{limitLogins, limitPasswords, limitWrongPasswords, limitReserves, limitHashAddr,
+		limitHashBusy, limitPostsUser, limitSlowMode, limitNewName, limitPostsAddr, limitPostsRoomNew, limitPostsRoom,
+		limitJoins, limitTyping, limitSearches, limitModeration, limitStreamsSession, limitStreamsAddr, limitConnsAddr}
+}
+
 // newMetrics makes the metrics of a server using rdb; watch adds the hub's
 // and the broker's once they exist.
 func newMetrics(rdb redis.UniversalClient) *metrics {
@@ -99,9 +106,7 @@ func newMetrics(rdb redis.UniversalClient) *metrics {
 		m.delivery, m.probeRTT, m.limited, m.wrongPasswords,
 	)
 	// Every kind from the start, so that a dashboard sees 0, not nothing.
-	for _, kind := range []string{limitLogins, limitPasswords, limitWrongPasswords, limitReserves, limitHashAddr,
-		limitHashBusy, limitPostsUser, limitSlowMode, limitNewName, limitPostsAddr, limitPostsRoomNew, limitPostsRoom,
-		limitJoins, limitTyping, limitSearches, limitModeration, limitStreamsSession, limitStreamsAddr, limitConnsAddr} {
+	for _, kind := range limitKinds() {
 		m.limited.WithLabelValues(kind)
 	}
 	return m

@@ -260,9 +260,7 @@ func TestRateLimitedByKind(t *testing.T) {
 		t.Fatalf("a second stream: %d %q, want 429", status, body)
 	}
 	got := scrape(t, metrics)
-	for _, kind := range []string{limitLogins, limitPasswords, limitWrongPasswords, limitReserves, limitHashAddr,
-		limitHashBusy, limitPostsUser, limitSlowMode, limitNewName, limitPostsAddr, limitPostsRoomNew, limitPostsRoom,
-		limitJoins, limitTyping, limitSearches, limitModeration, limitStreamsSession, limitStreamsAddr, limitConnsAddr} {
+	for _, kind := range limitKinds() {
 		n := 0.0
 		switch kind {
 		case limitLogins, limitPasswords, limitPostsUser, limitJoins, limitStreamsSession:
